@@ -1,0 +1,1 @@
+"""One data owner: its Flower ClientApp, its data, its private training and its budget."""

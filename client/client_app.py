@@ -1,0 +1,157 @@
+"""The Flower ClientApp of one data owner: Message in, weights and a privacy event out.
+
+The ClientApp object does not live across rounds (P3): the calibrated noise
+multiplier and the accountant history are kept in ``context.state``, which Flower
+persists per node, so epsilon is cumulative over every round the owner trained in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from client.budget import History, calibrate_noise, epsilon_of, steps_that_fit
+from client.dataset import LabelledData, load_npz, load_partition
+from client.dp_training import RoundOutcome, train_nonprivate, train_private
+from client.settings import ClientSettings
+from genai_models import BUILTIN_SPECS, build_model
+
+STATE_KEY = "fedsynth-privacy"
+
+app = ClientApp()
+
+
+def _load_data(s: ClientSettings) -> LabelledData:
+    if s.data_path:
+        return load_npz(s.data_path, BUILTIN_SPECS[s.dataset])
+    return load_partition(
+        s.dataset,
+        s.client_id,
+        s.num_partitions,
+        scheme=s.partition,
+        alpha=s.alpha,
+        holdout=s.holdout,
+        seed=s.seed,
+    )
+
+
+def _restore(context: Context) -> tuple[float, History]:
+    """The noise multiplier calibrated in an earlier round (0 if none) and the history."""
+    if STATE_KEY not in context.state:
+        return 0.0, []
+    rec = context.state[STATE_KEY]
+    if "steps" not in rec:
+        return float(rec["noise-multiplier"]), []
+    history = [
+        (float(s), float(q), int(k))
+        for s, q, k in zip(rec["sigmas"], rec["rates"], rec["steps"], strict=True)
+    ]
+    return float(rec["noise-multiplier"]), history
+
+
+def _persist(context: Context, noise_multiplier: float, history: History) -> None:
+    rec = ConfigRecord({"noise-multiplier": noise_multiplier})
+    if history:
+        rec["sigmas"] = [float(h[0]) for h in history]
+        rec["rates"] = [float(h[1]) for h in history]
+        rec["steps"] = [int(h[2]) for h in history]
+    context.state[STATE_KEY] = rec
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Train the global model locally for one round, within this owner's budget."""
+    s = ClientSettings.from_context(context)
+    server_round = int(msg.content["config"]["server-round"])
+    data = _load_data(s)
+    model = build_model(
+        s.model, BUILTIN_SPECS[s.dataset], hidden_dim=s.hidden_dim, latent_dim=s.latent_dim
+    )
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    torch.manual_seed(s.seed * 1_000_003 + server_round * 1009 + s.client_id)
+
+    event = {
+        "client-id": s.client_id,
+        "num-examples": len(data),
+        "epsilon-budget": s.epsilon_budget if s.private else -1.0,
+        "delta": s.delta,
+        "accountant": s.accountant,
+        "max-grad-norm": s.max_grad_norm,
+    }
+    if not s.private:
+        outcome = train_nonprivate(
+            model,
+            data,
+            epochs=s.local_epochs,
+            batch_size=s.batch_size,
+            learning_rate=s.learning_rate,
+        )
+        event |= {"status": "nonprivate", "mechanism": "none", "noise-multiplier": 0.0,
+                  "sample-rate": 0.0, "steps": outcome.steps, "epsilon": -1.0}
+        return _reply(msg, model, outcome, event)
+
+    if s.delta >= 1.0 / len(data):
+        raise ValueError(
+            f"delta={s.delta} must be below 1/{len(data)} (client {s.client_id}'s records) (P6)"
+        )
+    sample_rate = min(1.0, s.batch_size / len(data))
+    steps_per_round = s.local_epochs * math.ceil(1.0 / sample_rate)
+    sigma, history = _restore(context)
+    if sigma == 0.0:
+        sigma = calibrate_noise(
+            epsilon=s.epsilon_budget,
+            delta=s.delta,
+            sample_rate=sample_rate,
+            steps=s.rounds * steps_per_round,
+            accountant=s.accountant,
+        )
+    steps = steps_that_fit(
+        history,
+        noise_multiplier=sigma,
+        sample_rate=sample_rate,
+        wanted=steps_per_round,
+        budget=s.epsilon_budget,
+        delta=s.delta,
+        accountant=s.accountant,
+    )
+    if steps == 0:
+        outcome = RoundOutcome(0, float("nan"), history)
+        status = "exhausted"
+    else:
+        outcome = train_private(
+            model,
+            data,
+            steps=steps,
+            noise_multiplier=sigma,
+            sample_rate=sample_rate,
+            max_grad_norm=s.max_grad_norm,
+            learning_rate=s.learning_rate,
+            accountant=s.accountant,
+            history=history,
+        )
+        # Exhausted when not even one more step of this kind would fit.
+        more = steps_that_fit(
+            outcome.history, noise_multiplier=sigma, sample_rate=sample_rate, wanted=1,
+            budget=s.epsilon_budget, delta=s.delta, accountant=s.accountant,
+        )
+        status = "trained" if more else "trained-exhausted"
+    _persist(context, sigma, outcome.history)
+    epsilon = epsilon_of(outcome.history, accountant=s.accountant, delta=s.delta)
+    event |= {"status": status, "mechanism": "dp-sgd", "noise-multiplier": sigma,
+              "sample-rate": sample_rate, "steps": outcome.steps, "epsilon": epsilon}
+    return _reply(msg, model, outcome, event)
+
+
+def _reply(msg: Message, model: torch.nn.Module, outcome: RoundOutcome, event: dict) -> Message:
+    loss = outcome.mean_loss if math.isfinite(outcome.mean_loss) else 0.0
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(model.state_dict()),
+            "metrics": MetricRecord({"num-examples": event["num-examples"], "train-loss": loss}),
+            "privacy": ConfigRecord(event),
+        }
+    )
+    return Message(content=content, reply_to=msg)

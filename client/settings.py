@@ -1,0 +1,76 @@
+"""What one data owner reads from Flower's run and node configuration, typed once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from flwr.app import Context
+
+ACCOUNTANTS = ("rdp", "prv")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """The experiment as seen by one owner, plus who that owner is."""
+
+    client_id: int
+    model: str
+    dataset: str
+    data_path: str
+    num_partitions: int
+    partition: str
+    alpha: float
+    holdout: float
+    seed: int
+    rounds: int
+    local_epochs: int
+    epsilon_budget: float
+    delta: float
+    accountant: str
+    max_grad_norm: float
+    batch_size: int
+    learning_rate: float
+    hidden_dim: int
+    latent_dim: int
+
+    @property
+    def private(self) -> bool:
+        """False only for the non-private baseline (epsilon = inf)."""
+        return math.isfinite(self.epsilon_budget)
+
+    @classmethod
+    def from_context(cls, context: Context) -> ClientSettings:
+        """Read run_config (the experiment) and node_config (who this owner is).
+
+        A node may hold a tighter budget than the federation's default through
+        ``epsilon-budget`` in its node_config, and its own file through ``data-path``.
+        """
+        run, node = context.run_config, context.node_config
+        client_id = int(node.get("client-id", node.get("partition-id", context.node_id)))
+        settings = cls(
+            client_id=client_id,
+            model=str(run["model"]),
+            dataset=str(run["dataset"]),
+            data_path=str(node.get("data-path", run.get("data-path", ""))),
+            num_partitions=int(node.get("num-partitions", run["num-clients"])),
+            partition=str(run["partition"]),
+            alpha=float(run["alpha"]),
+            holdout=float(run["holdout"]),
+            seed=int(run["seed"]),
+            rounds=int(run["rounds"]),
+            local_epochs=int(run["local-epochs"]),
+            epsilon_budget=float(node.get("epsilon-budget", run["epsilon"])),
+            delta=float(run["delta"]),
+            accountant=str(run["accountant"]),
+            max_grad_norm=float(run["max-grad-norm"]),
+            batch_size=int(run["batch-size"]),
+            learning_rate=float(run["learning-rate"]),
+            hidden_dim=int(run["hidden-dim"]),
+            latent_dim=int(run["latent-dim"]),
+        )
+        if settings.accountant not in ACCOUNTANTS:
+            raise ValueError(
+                f"accountant={settings.accountant!r}; allowed: {', '.join(ACCOUNTANTS)}"
+            )
+        return settings

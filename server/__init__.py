@@ -1,0 +1,1 @@
+"""The coordinator: the Flower ServerApp, update validation, the ledger, checkpoints, release."""

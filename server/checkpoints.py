@@ -1,0 +1,24 @@
+"""Checkpoints: the global model and the server's state after each round, written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from server.atomic import write_with
+
+
+def save_checkpoint(run_dir: Path, server_round: int, state_dict: dict, server_state: dict) -> Path:
+    """Write ``checkpoints/round-NNN.pt`` holding the model and the server's state."""
+    path = run_dir / "checkpoints" / f"round-{server_round:03d}.pt"
+    payload = {"round": server_round, "model": state_dict, "server": server_state}
+    return write_with(path, lambda handle: torch.save(payload, handle))
+
+
+def load_latest(run_dir: Path) -> dict | None:
+    """The newest checkpoint of a run, or None when there is none."""
+    paths = sorted((run_dir / "checkpoints").glob("round-*.pt"))
+    if not paths:
+        return None
+    return torch.load(paths[-1], weights_only=True)

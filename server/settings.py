@@ -1,0 +1,47 @@
+"""What the coordinator reads from Flower's run configuration, typed once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The experiment as the coordinator needs it."""
+
+    model: str
+    dataset: str
+    num_clients: int
+    rounds: int
+    epsilon: float
+    delta: float
+    accountant: str
+    hidden_dim: int
+    latent_dim: int
+    seed: int
+    synthetic_samples: int
+    run_dir: str
+
+    @property
+    def private(self) -> bool:
+        """False only for the non-private baseline (epsilon = inf)."""
+        return math.isfinite(self.epsilon)
+
+    @classmethod
+    def from_run_config(cls, run: dict) -> ServerSettings:
+        """Read the keys of ``[tool.flwr.app.config]`` that the server uses."""
+        return cls(
+            model=str(run["model"]),
+            dataset=str(run["dataset"]),
+            num_clients=int(run["num-clients"]),
+            rounds=int(run["rounds"]),
+            epsilon=float(run["epsilon"]),
+            delta=float(run["delta"]),
+            accountant=str(run["accountant"]),
+            hidden_dim=int(run["hidden-dim"]),
+            latent_dim=int(run["latent-dim"]),
+            seed=int(run["seed"]),
+            synthetic_samples=int(run["synthetic-samples"]),
+            run_dir=str(run.get("run-dir", "")),
+        )

@@ -1,0 +1,1 @@
+"""Running and judging: the ``fedsynth`` command, the simulation runner, metrics and reports."""

@@ -1,0 +1,170 @@
+"""The experiment configuration: one typed dataclass, read and validated once at the edge.
+
+Field names are the snake_case of the kebab-case keys of ``[tool.flwr.app.config]``
+in ``pyproject.toml``; the defaults are the same (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import tomllib
+
+from client.dataset import PARTITIONS, partition_indices
+from client.settings import ACCOUNTANTS
+from genai_models import BUILTIN_SPECS, MODELS
+
+
+class ConfigError(ValueError):
+    """A bad configuration value: the message names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A federated synthetic-data experiment."""
+
+    model: str = "vae"
+    """Generative model family."""
+    dataset: str = "digits"
+    """Built-in dataset (shipped with scikit-learn, no download)."""
+    data_path: str = ""
+    """Optional per-node data file (deployment); empty means the built-in partition."""
+    num_clients: int = 10
+    """Number of data owners."""
+    rounds: int = 20
+    """Federated rounds."""
+    local_epochs: int = 1
+    """Local epochs per round (in expected passes over the owner's data)."""
+    epsilon: float = 8.0
+    """Each owner's record-level budget; inf trains without DP (the baseline)."""
+    delta: float = 1e-5
+    """Delta of every owner's (epsilon, delta) guarantee."""
+    accountant: str = "rdp"
+    """Opacus accountant used for calibration and budget checks."""
+    max_grad_norm: float = 1.0
+    """Per-sample gradient clipping norm."""
+    batch_size: int = 64
+    """Expected Poisson batch size (sample rate = batch size / owner's records)."""
+    learning_rate: float = 0.002
+    """Adam learning rate of local training."""
+    hidden_dim: int = 128
+    """Width of the model's hidden layers."""
+    latent_dim: int = 8
+    """VAE latent dimension."""
+    partition: str = "dirichlet"
+    """How records are split among owners."""
+    alpha: float = 1.0
+    """Dirichlet concentration (smaller is more skewed)."""
+    holdout: float = 0.3
+    """Share of records held out for evaluation; they never train (P7)."""
+    seed: int = 0
+    """Seed of the split, partition, initial model, training and sampling."""
+    synthetic_samples: int = 2000
+    """Synthetic records released from the global model."""
+    run_dir: str = ""
+    """Run directory; empty means runs/<UTC timestamp>-<model>-<dataset>."""
+
+    @property
+    def private(self) -> bool:
+        """False only for the non-private baseline."""
+        return math.isfinite(self.epsilon)
+
+    def to_run_config(self) -> dict:
+        """The flat kebab-case dict Flower passes as ``context.run_config``."""
+        return {k.replace("_", "-"): v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_mapping(cls, values: dict, source: str) -> ExperimentConfig:
+        """Build from kebab- or snake-case keys, naming ``source`` in any error."""
+        types = {f.name: f.type for f in fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in types:
+                allowed = ", ".join(sorted(k.replace("_", "-") for k in types))
+                raise ConfigError(f"{source}: unknown key {key!r}; allowed: {allowed}")
+            kwargs[name] = _coerce(source, key, value, types[name])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> dict:
+        """The key/value table of a TOML config file (its ``[fedsynth]`` table or top level)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"--config: file {str(path)!r} does not exist") from None
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"--config: {path}: not valid TOML ({err})") from None
+        return data.get("fedsynth", data)
+
+    def validate(self) -> ExperimentConfig:
+        """Check every value; raise ConfigError naming the first bad one."""
+        _allowed("model", self.model, sorted(MODELS))
+        _allowed("dataset", self.dataset, sorted(BUILTIN_SPECS))
+        _allowed("partition", self.partition, PARTITIONS)
+        _allowed("accountant", self.accountant, ACCOUNTANTS)
+        for key in ("num_clients", "rounds", "local_epochs", "batch_size", "hidden_dim",
+                    "latent_dim", "synthetic_samples"):
+            if getattr(self, key) < 1:
+                _fail(key, getattr(self, key), "an integer >= 1")
+        if not self.epsilon > 0:
+            _fail("epsilon", self.epsilon, "a number > 0, or inf for no DP")
+        if not 0 < self.delta < 1:
+            _fail("delta", self.delta, "a number in (0, 1)")
+        for key in ("max_grad_norm", "learning_rate", "alpha"):
+            if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
+                _fail(key, getattr(self, key), "a finite number > 0")
+        if not 0 < self.holdout < 1:
+            _fail("holdout", self.holdout, "a fraction in (0, 1)")
+        return self
+
+    def smallest_client(self) -> int:
+        """Records of the smallest owner's partition (P6 needs it before the run starts)."""
+        try:
+            parts = partition_indices(
+                self.dataset, self.holdout, self.seed, self.num_clients, self.partition, self.alpha
+            )
+        except ValueError as err:
+            raise ConfigError(f"num-clients: {err}") from None
+        return min(len(p) for p in parts)
+
+    def check_delta(self) -> None:
+        """Invariant P6: delta below 1 / (records of the smallest owner)."""
+        if not self.private:
+            return
+        smallest = self.smallest_client()
+        if smallest == 0 or self.delta >= 1.0 / smallest:
+            _fail(
+                "delta",
+                self.delta,
+                f"a value below 1/{smallest} (the smallest owner holds {smallest} records; "
+                "a larger delta could release a whole record)",
+            )
+
+
+def _coerce(source: str, key: str, value, kind):
+    target = {"int": int, "float": float, "str": str}[str(kind)]
+    if target is float and isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    if target is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if target is str and not isinstance(value, str):
+        raise ConfigError(f"{source}: {key}={value!r} must be a string")
+    try:
+        if target is int and isinstance(value, str):
+            return int(value)
+        return target(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key}={value!r} must be {target.__name__}") from None
+
+
+def _fail(key: str, value, allowed: str):
+    raise ConfigError(f"{key.replace('_', '-')}={value!r} is not allowed; expected {allowed}")
+
+
+def _allowed(key: str, value: str, allowed):
+    if value not in allowed:
+        _fail(key, value, "one of " + ", ".join(allowed))

@@ -1,0 +1,63 @@
+"""Run the federation on Flower's Simulation Engine, in process, with a bound configuration.
+
+``flwr run .`` reads the experiment from ``context.run_config``; here the same
+ServerApp and ClientApp functions get the validated configuration directly, so
+``fedsynth simulate`` needs no pyproject on disk and leaves no SuperLink behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+
+from client.client_app import train as client_train
+from server.server_app import run_federation
+from simulations.config import ExperimentConfig
+
+
+def simulate(config: ExperimentConfig, *, verbose: bool = False) -> Path:
+    """Run ``config`` with one virtual SuperNode per owner; return the run directory."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    from flwr.simulation import run_simulation
+
+    run_config = config.to_run_config()
+    run_dir: list[Path] = []
+
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        run_dir.append(run_federation(grid, run_config))
+
+    client_app = ClientApp()
+
+    @client_app.train()
+    def _train(msg: Message, context: Context) -> Message:
+        context.run_config.update(run_config)
+        return client_train(msg, context)
+
+    if not verbose:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=config.num_clients,
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},
+            },
+            verbose_logging=verbose,
+        )
+    if not run_dir:
+        raise RuntimeError("the simulation ended without finishing the run (see the log above)")
+    return run_dir[0]
