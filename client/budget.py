@@ -1,21 +1,54 @@
 """An owner's privacy budget: calibrate noise once, then never train past the budget (P4).
 
 Histories are Opacus accountant histories, lists of ``(noise_multiplier,
-sample_rate, steps)``; the accountant is always named explicitly.
+sample_rate, steps)``; the accountant is always named explicitly. For RDP the
+per-step Rényi divergences of a ``(sample_rate, noise)`` pair are computed once
+and scaled by the step count, which is exactly what Opacus's ``RDPAccountant``
+sums, without recomputing the slow fractional orders for every question.
 """
 
 from __future__ import annotations
 
-from opacus.accountants import create_accountant
+import warnings
+from functools import lru_cache
+
+import numpy as np
+from opacus.accountants import RDPAccountant, create_accountant
+from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
 
 History = list[tuple[float, float, int]]
 
+# Integer orders only: an epsilon over fewer orders is never smaller, so noise
+# calibrated with them is conservative, and they are ~40x faster to evaluate.
+_CALIBRATION_ORDERS = [float(a) for a in range(2, 64)]
+
+
+@lru_cache(maxsize=1024)
+def _rdp_per_step(sample_rate: float, noise_multiplier: float, orders: tuple) -> np.ndarray:
+    return np.asarray(
+        rdp_analysis.compute_rdp(
+            q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(orders)
+        )
+    )
+
+
+def _rdp_epsilon(history: History, delta: float, orders: tuple) -> float:
+    rdp = sum(k * _rdp_per_step(q, sigma, orders) for sigma, q, k in history)
+    with warnings.catch_warnings():
+        # "Optimal order is the smallest alpha" only says a tighter bound may exist.
+        warnings.simplefilter("ignore", UserWarning)
+        eps, _ = rdp_analysis.get_privacy_spent(orders=list(orders), rdp=rdp, delta=delta)
+    return float(eps)
+
 
 def epsilon_of(history: History, *, accountant: str, delta: float) -> float:
-    """Cumulative epsilon of a history (0 for an empty one)."""
+    """Cumulative epsilon of a history (0 for an empty one), as the named Opacus accountant says."""
+    history = [h for h in history if h[2] > 0]
     if not history:
         return 0.0
+    if accountant == "rdp":
+        return _rdp_epsilon(history, delta, tuple(RDPAccountant.DEFAULT_ALPHAS))
     acc = create_accountant(mechanism=accountant)
     acc.history = list(history)
     return float(acc.get_epsilon(delta=delta))
@@ -24,7 +57,24 @@ def epsilon_of(history: History, *, accountant: str, delta: float) -> float:
 def calibrate_noise(
     *, epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
 ) -> float:
-    """The noise multiplier at which ``steps`` Poisson-sampled steps spend ``epsilon``."""
+    """The noise multiplier at which ``steps`` Poisson-sampled steps spend about ``epsilon``.
+
+    RDP calibration uses integer orders (conservative: the accountant's full set of
+    orders then reports a slightly smaller epsilon); the budget itself is enforced
+    by :func:`steps_that_fit` with the real accountant.
+    """
+    if accountant == "rdp":
+        orders = tuple(_CALIBRATION_ORDERS)
+        low, high = 0.3, 1.0
+        while _rdp_epsilon([(high, sample_rate, steps)], delta, orders) > epsilon:
+            low, high = high, high * 2
+            if high > 1e6:
+                raise ValueError(f"epsilon={epsilon} is too small for {steps} steps")
+        while high - low > 1e-3 * high:
+            mid = (low + high) / 2
+            spent = _rdp_epsilon([(mid, sample_rate, steps)], delta, orders)
+            low, high = (mid, high) if spent > epsilon else (low, mid)
+        return float(high)
     return float(
         get_noise_multiplier(
             target_epsilon=epsilon,

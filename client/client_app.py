@@ -63,8 +63,13 @@ def _persist(context: Context, noise_multiplier: float, history: History) -> Non
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    """Entry point for Flower: the experiment comes from ``context.run_config``."""
+    return train_round(msg, context, dict(context.run_config))
+
+
+def train_round(msg: Message, context: Context, run_config: dict) -> Message:
     """Train the global model locally for one round, within this owner's budget."""
-    s = ClientSettings.from_context(context)
+    s = ClientSettings.from_context(context, run_config)
     server_round = int(msg.content["config"]["server-round"])
     data = _load_data(s)
     model = build_model(

@@ -51,9 +51,10 @@ def train_private(
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     engine = PrivacyEngine(accountant=accountant)
     engine.accountant.history = list(history)
+    # Opacus warns that secure_mode is off (a documented choice) and torch that the
+    # inputs need no gradient (true: only the weights' per-sample gradients matter).
     with warnings.catch_warnings():
-        # Opacus warns that secure_mode is off; the run config says so explicitly.
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", UserWarning)
         private_model, optimizer, loader = engine.make_private(
             module=model,
             optimizer=optimizer,
@@ -62,6 +63,12 @@ def train_private(
             max_grad_norm=max_grad_norm,
             poisson_sampling=True,
         )
+        done, total = _dp_steps(private_model, optimizer, loader, steps)
+    private_model.remove_hooks()
+    return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
+
+
+def _dp_steps(private_model, optimizer, loader, steps: int) -> tuple[int, float]:
     private_model.train()
     done, total = 0, 0.0
     while done < steps:
@@ -76,8 +83,7 @@ def train_private(
             optimizer.step()
             total += float(loss.detach())
             done += 1
-    private_model.remove_hooks()
-    return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
+    return done, total
 
 
 def train_nonprivate(

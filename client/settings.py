@@ -40,13 +40,16 @@ class ClientSettings:
         return math.isfinite(self.epsilon_budget)
 
     @classmethod
-    def from_context(cls, context: Context) -> ClientSettings:
+    def from_context(cls, context: Context, run_config: dict | None = None) -> ClientSettings:
         """Read run_config (the experiment) and node_config (who this owner is).
+
+        ``run_config`` replaces ``context.run_config`` when the runner binds it.
 
         A node may hold a tighter budget than the federation's default through
         ``epsilon-budget`` in its node_config, and its own file through ``data-path``.
         """
-        run, node = context.run_config, context.node_config
+        run = context.run_config if run_config is None else run_config
+        node = context.node_config
         client_id = int(node.get("client-id", node.get("partition-id", context.node_id)))
         settings = cls(
             client_id=client_id,

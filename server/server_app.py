@@ -13,13 +13,11 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from logging import WARNING
 from pathlib import Path
 
 import tomli_w
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message
-from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from rich.console import Console
@@ -157,13 +155,15 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
         for reply in replies:
             node = reply.metadata.src_node_id
             if reply.has_error():
-                state.rejected.append(f"round {server_round} node {node}: {reply.error.reason}")
-                log(WARNING, "round %s: node %s failed: %s", server_round, node, reply.error.reason)
+                why = f"round {server_round}: owner node {node} failed: {reply.error.reason}"
+                state.rejected.append(why)
+                console.print(why)
                 continue
             reason = _reject(reply, global_arrays)
             if reason:
-                state.rejected.append(f"round {server_round} node {node}: {reason}")
-                log(WARNING, "round %s: rejected node %s: %s", server_round, node, reason)
+                why = f"round {server_round}: rejected the update of node {node}: {reason}"
+                state.rejected.append(why)
+                console.print(why)
                 continue
             event = reply.content["privacy"]
             _record_reply(state, node, event)
@@ -201,11 +201,10 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
 
 def _progress(settings: ServerSettings, state: RunState, rnd: int, trained: int, secs: float):
     spent = [o.epsilon for o in state.owners.values()]
-    eps = (
-        f"ε max {max(spent):.2f} / {settings.epsilon:g}"
-        if settings.private and spent
-        else "no DP (ε = ∞)"
-    )
+    if not settings.private:
+        eps = "no DP (ε = ∞)"
+    else:
+        eps = f"ε max {max(spent, default=0.0):.2f} / {settings.epsilon:g}"
     exhausted = sum(o.exhausted for o in state.owners.values())
     console.print(
         f"round {rnd:>3}/{settings.rounds} · {trained:>2} owners trained · "

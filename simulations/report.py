@@ -139,8 +139,8 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
     table.add_column("value", justify="right")
     rounds = f"{report['rounds_completed']} / {report['rounds_requested']}"
     table.add_row("rounds completed", rounds)
-    if p["dp"]:
-        spent = [c["epsilon"] for c in p["per_client"]]
+    spent = [c["epsilon"] for c in p["per_client"]]
+    if p["dp"] and spent:
         table.add_row("ε per owner (min / max)", f"{min(spent):.3f} / {max(spent):.3f}")
         table.add_row("budget (ε, δ)", f"({p['epsilon_budget']}, {p['delta']:g})")
         table.add_row("owners exhausted", str(sum(c["exhausted"] for c in p["per_client"])))

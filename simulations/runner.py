@@ -16,7 +16,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from client.client_app import train as client_train
+from client.client_app import train_round
 from server.server_app import run_federation
 from simulations.config import ExperimentConfig
 
@@ -26,6 +26,7 @@ def simulate(config: ExperimentConfig, *, verbose: bool = False) -> Path:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     from flwr.simulation import run_simulation
 
     run_config = config.to_run_config()
@@ -41,11 +42,10 @@ def simulate(config: ExperimentConfig, *, verbose: bool = False) -> Path:
 
     @client_app.train()
     def _train(msg: Message, context: Context) -> Message:
-        context.run_config.update(run_config)
-        return client_train(msg, context)
+        return train_round(msg, context, run_config)
 
     if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+        logging.getLogger("flwr").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(
