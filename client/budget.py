@@ -19,9 +19,13 @@ from opacus.accountants.utils import get_noise_multiplier
 
 History = list[tuple[float, float, int]]
 
-# Integer orders only: an epsilon over fewer orders is never smaller, so noise
-# calibrated with them is conservative, and they are ~40x faster to evaluate.
-_CALIBRATION_ORDERS = [float(a) for a in range(2, 64)]
+# A subset of the accountant's orders: an epsilon over fewer orders is never
+# smaller, so noise calibrated with them is conservative; fractional orders are
+# the slow ones, and a coarse grid of them (small orders matter at large q)
+# keeps calibration within ~1% of the full set at a tenth of the cost.
+_CALIBRATION_ORDERS = sorted(
+    {1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.5, 3.5, 4.5} | {float(a) for a in range(2, 64)}
+)
 
 
 @lru_cache(maxsize=1024)
@@ -59,8 +63,8 @@ def calibrate_noise(
 ) -> float:
     """The noise multiplier at which ``steps`` Poisson-sampled steps spend about ``epsilon``.
 
-    RDP calibration uses integer orders (conservative: the accountant's full set of
-    orders then reports a slightly smaller epsilon); the budget itself is enforced
+    RDP calibration uses a subset of the orders (conservative: the accountant's full
+    set then reports a slightly smaller epsilon); the budget itself is enforced
     by :func:`steps_that_fit` with the real accountant.
     """
     if accountant == "rdp":

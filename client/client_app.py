@@ -102,8 +102,11 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
         raise ValueError(
             f"delta={s.delta} must be below 1/{len(data)} (client {s.client_id}'s records) (P6)"
         )
-    sample_rate = min(1.0, s.batch_size / len(data))
-    steps_per_round = s.local_epochs * math.ceil(1.0 / sample_rate)
+    # Opacus's Poisson loader samples at 1 / (batches per epoch); using exactly that
+    # rate keeps the accountant, the ledger and the sampler in agreement.
+    batches_per_epoch = math.ceil(len(data) / s.batch_size)
+    sample_rate = 1.0 / batches_per_epoch
+    steps_per_round = s.local_epochs * batches_per_epoch
     sigma, history = _restore(context)
     if sigma == 0.0:
         sigma = calibrate_noise(

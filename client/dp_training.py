@@ -8,6 +8,7 @@ after it, so the caller can persist it across rounds (P3).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -46,8 +47,10 @@ def train_private(
     history: History,
 ) -> RoundOutcome:
     """Run exactly ``steps`` DP-SGD steps on ``model`` (in place) and return the new history."""
-    expected_batch = max(1, round(sample_rate * len(data)))
-    loader = DataLoader(_tensors(data), batch_size=expected_batch)
+    batches = round(1.0 / sample_rate)
+    if abs(1.0 / batches - sample_rate) > 1e-12:
+        raise ValueError(f"sample_rate={sample_rate} must be 1/k for an integer k")
+    loader = DataLoader(_tensors(data), batch_size=math.ceil(len(data) / batches))
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     engine = PrivacyEngine(accountant=accountant)
     engine.accountant.history = list(history)
@@ -65,6 +68,10 @@ def train_private(
         )
         done, total = _dp_steps(private_model, optimizer, loader, steps)
     private_model.remove_hooks()
+    recorded = engine.accountant.history[-1]
+    if recorded[:2] != (noise_multiplier, sample_rate):
+        raise RuntimeError(f"accountant recorded {recorded[:2]}, not the planned "
+                           f"({noise_multiplier}, {sample_rate})")
     return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import tomli_w
@@ -60,7 +60,7 @@ def resolve_run_dir(settings: ServerSettings) -> Path:
     """The run directory: as configured, or ``runs/<UTC timestamp>-<model>-<dataset>``."""
     if settings.run_dir:
         return Path(settings.run_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Path("runs") / f"{stamp}-{settings.model}-{settings.dataset}"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from simulations.config import ConfigError, ExperimentConfig
@@ -67,7 +67,7 @@ def _resolve_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _default_run_dir(config: ExperimentConfig) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Path("runs") / f"{stamp}-{config.model}-{config.dataset}"
 
 

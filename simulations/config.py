@@ -7,10 +7,9 @@ in ``pyproject.toml``; the defaults are the same (a test keeps them in step).
 from __future__ import annotations
 
 import math
+import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-
-import tomllib
 
 from client.dataset import PARTITIONS, partition_indices
 from client.settings import ACCOUNTANTS

@@ -1,0 +1,75 @@
+"""Bad input: one line naming the flag or key, the value and what is allowed; exit 2; no files."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from simulations.cli import main
+from simulations.config import ExperimentConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "diffusion"], "model='diffusion' is not allowed; expected one of vae"),
+        (["--dataset", "imagenet"], "dataset='imagenet' is not allowed; expected one of digits"),
+        (["--epsilon", "0"], "epsilon=0.0 is not allowed; expected a number > 0"),
+        (["--epsilon", "-1"], "epsilon=-1.0 is not allowed"),
+        (["--delta", "0.05"], "delta=0.05 is not allowed; expected a value below 1/"),
+        (["--num-clients", "5000"], "num-clients: num-clients=5000 exceeds the 1257 training"),
+        (["--partition", "zipf"], "partition='zipf' is not allowed; expected one of iid, dirichlet"),
+        (["--config", "/nonexistent/x.toml"], "--config: file '/nonexistent/x.toml' does not exist"),
+        (["--rounds", "0"], "rounds=0 is not allowed; expected an integer >= 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, expected):
+    out = tmp_path / "run"
+    code = main(["simulate", *args, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_key_in_config_file_is_named(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('modell = "vae"\n')
+    assert main(["simulate", "--config", str(cfg)]) == 2
+    assert f"--config {cfg}: unknown key 'modell'; allowed:" in capsys.readouterr().err
+
+
+def test_wrong_type_in_config_file_is_named(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('rounds = "many"\n')
+    assert main(["simulate", "--config", str(cfg)]) == 2
+    assert "rounds='many' must be int" in capsys.readouterr().err
+
+
+def test_non_empty_out_dir_is_refused(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["simulate", "--out", str(tmp_path)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulations.cli", "simulate", "--model", "nope"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        "fedsynth: error: model='nope' is not allowed; expected one of vae"
+    )
+
+
+def test_defaults_match_the_flower_app_config():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["flwr"]["app"]["config"] == ExperimentConfig().to_run_config()
