@@ -52,12 +52,12 @@ def train_private(
         raise ValueError(f"sample_rate={sample_rate} must be 1/k for an integer k")
     loader = DataLoader(_tensors(data), batch_size=math.ceil(len(data) / batches))
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    engine = PrivacyEngine(accountant=accountant)
-    engine.accountant.history = list(history)
     # Opacus warns that secure_mode is off (a documented choice) and torch that the
     # inputs need no gradient (true: only the weights' per-sample gradients matter).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        engine = PrivacyEngine(accountant=accountant)
+        engine.accountant.history = list(history)
         private_model, optimizer, loader = engine.make_private(
             module=model,
             optimizer=optimizer,
