@@ -1,5 +1,10 @@
 """The Flower ClientApp of one data owner: Message in, weights and a privacy event out.
 
+Each owner also appends its events to its own hash-chained ledger (node_config
+``ledger-path``, or the run's ``ledgers/`` folder in simulation), so that it can
+audit its spend without trusting the coordinator. The ledger format is the
+server's (``server/ledger.py``, which imports nothing but the standard library).
+
 The ClientApp object does not live across rounds (P3): the calibrated noise
 multiplier and the accountant history are kept in ``context.state``, which Flower
 persists per node, so epsilon is cumulative over every round the owner trained in.
@@ -8,6 +13,7 @@ persists per node, so epsilon is cumulative over every round the owner trained i
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -18,6 +24,7 @@ from client.dataset import LabelledData, load_npz, load_partition
 from client.dp_training import RoundOutcome, train_nonprivate, train_private
 from client.settings import ClientSettings
 from genai_models import BUILTIN_SPECS, build_model
+from server.ledger import Ledger
 
 STATE_KEY = "fedsynth-privacy"
 
@@ -70,7 +77,8 @@ def train(msg: Message, context: Context) -> Message:
 def train_round(msg: Message, context: Context, run_config: dict) -> Message:
     """Train the global model locally for one round, within this owner's budget."""
     s = ClientSettings.from_context(context, run_config)
-    server_round = int(msg.content["config"]["server-round"])
+    config = msg.content["config"]
+    server_round = int(config["server-round"])
     data = _load_data(s)
     model = build_model(
         s.model, BUILTIN_SPECS[s.dataset], hidden_dim=s.hidden_dim, latent_dim=s.latent_dim
@@ -78,14 +86,6 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     torch.manual_seed(s.seed * 1_000_003 + server_round * 1009 + s.client_id)
 
-    event = {
-        "client-id": s.client_id,
-        "num-examples": len(data),
-        "epsilon-budget": s.epsilon_budget if s.private else -1.0,
-        "delta": s.delta,
-        "accountant": s.accountant,
-        "max-grad-norm": s.max_grad_norm,
-    }
     if not s.private:
         outcome = train_nonprivate(
             model,
@@ -94,9 +94,7 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
             batch_size=s.batch_size,
             learning_rate=s.learning_rate,
         )
-        event |= {"status": "nonprivate", "mechanism": "none", "noise-multiplier": 0.0,
-                  "sample-rate": 0.0, "steps": outcome.steps, "epsilon": -1.0}
-        return _reply(msg, model, outcome, event)
+        return _reply(msg, model, outcome, s, len(data), "nonprivate", None)
 
     if s.delta >= 1.0 / len(data):
         raise ValueError(
@@ -116,50 +114,78 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
             steps=s.rounds * steps_per_round,
             accountant=s.accountant,
         )
+    budget = {"budget": s.epsilon_budget, "delta": s.delta, "accountant": s.accountant}
     steps = steps_that_fit(
-        history,
-        noise_multiplier=sigma,
-        sample_rate=sample_rate,
-        wanted=steps_per_round,
-        budget=s.epsilon_budget,
-        delta=s.delta,
-        accountant=s.accountant,
+        history, noise_multiplier=sigma, sample_rate=sample_rate, wanted=steps_per_round, **budget
     )
     if steps == 0:
         outcome = RoundOutcome(0, float("nan"), history)
-        status = "exhausted"
-    else:
-        outcome = train_private(
-            model,
-            data,
-            steps=steps,
-            noise_multiplier=sigma,
-            sample_rate=sample_rate,
-            max_grad_norm=s.max_grad_norm,
-            learning_rate=s.learning_rate,
-            accountant=s.accountant,
-            history=history,
-        )
-        # Exhausted when not even one more step of this kind would fit.
-        more = steps_that_fit(
-            outcome.history, noise_multiplier=sigma, sample_rate=sample_rate, wanted=1,
-            budget=s.epsilon_budget, delta=s.delta, accountant=s.accountant,
-        )
-        status = "trained" if more else "trained-exhausted"
+        return _reply(msg, model, outcome, s, len(data), "exhausted", None)
+    outcome = train_private(
+        model,
+        data,
+        steps=steps,
+        noise_multiplier=sigma,
+        sample_rate=sample_rate,
+        max_grad_norm=s.max_grad_norm,
+        learning_rate=s.learning_rate,
+        accountant=s.accountant,
+        history=history,
+    )
     _persist(context, sigma, outcome.history)
-    epsilon = epsilon_of(outcome.history, accountant=s.accountant, delta=s.delta)
-    event |= {"status": status, "mechanism": "dp-sgd", "noise-multiplier": sigma,
-              "sample-rate": sample_rate, "steps": outcome.steps, "epsilon": epsilon}
-    return _reply(msg, model, outcome, event)
+    # Exhausted when not even one more step of this kind would fit.
+    more = steps_that_fit(
+        outcome.history, noise_multiplier=sigma, sample_rate=sample_rate, wanted=1, **budget
+    )
+    event = {
+        "round": server_round,
+        "client_id": s.client_id,
+        "mechanism": "dp-sgd",
+        "noise_multiplier": sigma,
+        "sample_rate": sample_rate,
+        "steps": outcome.steps,
+        "max_grad_norm": s.max_grad_norm,
+        "delta": s.delta,
+        "accountant": s.accountant,
+        "epsilon": epsilon_of(outcome.history, accountant=s.accountant, delta=s.delta),
+        "epsilon_budget": s.epsilon_budget,
+    }
+    ledger_path = _own_ledger_path(s, config)
+    if ledger_path is not None:
+        Ledger(ledger_path).append(event)
+    status = "trained" if more else "trained-exhausted"
+    return _reply(msg, model, outcome, s, len(data), status, event)
 
 
-def _reply(msg: Message, model: torch.nn.Module, outcome: RoundOutcome, event: dict) -> Message:
+def _own_ledger_path(s: ClientSettings, config: ConfigRecord) -> Path | None:
+    """Where this owner keeps its own ledger: node_config's, else the run's ledger folder."""
+    if s.ledger_path:
+        return Path(s.ledger_path)
+    if config.get("ledger-dir"):
+        return Path(str(config["ledger-dir"])) / f"client-{s.client_id}.jsonl"
+    return None
+
+
+def _reply(
+    msg: Message,
+    model: torch.nn.Module,
+    outcome: RoundOutcome,
+    s: ClientSettings,
+    num_examples: int,
+    status: str,
+    event: dict | None,
+) -> Message:
+    """Weights, metrics, and the status plus (when it trained privately) the ledger event."""
     loss = outcome.mean_loss if math.isfinite(outcome.mean_loss) else 0.0
+    privacy = ConfigRecord(
+        {"status": status, "client_id": s.client_id, "steps": outcome.steps, **(event or {})}
+    )
+    metrics = {"num-examples": num_examples, "unit-weight": 1, "train-loss": loss}
     content = RecordDict(
         {
             "arrays": ArrayRecord(model.state_dict()),
-            "metrics": MetricRecord({"num-examples": event["num-examples"], "train-loss": loss}),
-            "privacy": ConfigRecord(event),
+            "metrics": MetricRecord(metrics),
+            "privacy": privacy,
         }
     )
     return Message(content=content, reply_to=msg)

@@ -10,6 +10,24 @@ from flwr.app import Context
 ACCOUNTANTS = ("rdp", "prv")
 
 
+def parse_budgets(text: str) -> dict[int, float]:
+    """Per-owner budget overrides, written ``"0=2.0,3=4"`` (owner id = epsilon)."""
+    budgets: dict[int, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            budgets[int(key)] = float(value)
+        except ValueError:
+            raise ValueError(
+                f"budgets: {item!r} is not OWNER=EPSILON (for example '0=2.0,3=4')"
+            ) from None
+        if not budgets[int(key)] > 0:
+            raise ValueError(f"budgets: owner {key} has epsilon {value}; expected a number > 0")
+    return budgets
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """The experiment as seen by one owner, plus who that owner is."""
@@ -33,6 +51,7 @@ class ClientSettings:
     learning_rate: float
     hidden_dim: int
     latent_dim: int
+    ledger_path: str
 
     @property
     def private(self) -> bool:
@@ -51,6 +70,8 @@ class ClientSettings:
         run = context.run_config if run_config is None else run_config
         node = context.node_config
         client_id = int(node.get("client-id", node.get("partition-id", context.node_id)))
+        budgets = parse_budgets(str(run.get("budgets", "")))
+        budget = float(node.get("epsilon-budget", budgets.get(client_id, run["epsilon"])))
         settings = cls(
             client_id=client_id,
             model=str(run["model"]),
@@ -63,7 +84,7 @@ class ClientSettings:
             seed=int(run["seed"]),
             rounds=int(run["rounds"]),
             local_epochs=int(run["local-epochs"]),
-            epsilon_budget=float(node.get("epsilon-budget", run["epsilon"])),
+            epsilon_budget=budget,
             delta=float(run["delta"]),
             accountant=str(run["accountant"]),
             max_grad_norm=float(run["max-grad-norm"]),
@@ -71,6 +92,7 @@ class ClientSettings:
             learning_rate=float(run["learning-rate"]),
             hidden_dim=int(run["hidden-dim"]),
             latent_dim=int(run["latent-dim"]),
+            ledger_path=str(node.get("ledger-path", "")),
         )
         if settings.accountant not in ACCOUNTANTS:
             raise ValueError(

@@ -15,6 +15,22 @@ from server.atomic import write_text
 
 GENESIS = "0" * 64
 
+# The fields of a privacy event, as DESIGN.md names them; a line holds these plus
+# ``prev_hash`` and ``hash`` (and, for a client-level event, ``participants``).
+EVENT_FIELDS = (
+    "round",
+    "client_id",
+    "mechanism",
+    "noise_multiplier",
+    "sample_rate",
+    "steps",
+    "max_grad_norm",
+    "delta",
+    "accountant",
+    "epsilon",
+    "epsilon_budget",
+)
+
 
 def canonical(entry: dict) -> str:
     """The canonical JSON of an entry: sorted keys, no whitespace, no NaN."""

@@ -23,9 +23,10 @@ from flwr.serverapp.strategy import FedAvg
 from rich.console import Console
 
 from genai_models import BUILTIN_SPECS, build_model
+from server import client_dp
 from server.atomic import write_text
 from server.checkpoints import save_checkpoint
-from server.ledger import Ledger
+from server.ledger import EVENT_FIELDS, GENESIS, Ledger
 from server.release import release_images
 from server.settings import ServerSettings
 
@@ -52,8 +53,11 @@ class RunState:
 
     owners: dict[int, OwnerRecord] = field(default_factory=dict)
     exhausted_nodes: set[int] = field(default_factory=set)
+    node_owner: dict[int, int] = field(default_factory=dict)
     rounds_completed: int = 0
     rejected: list[str] = field(default_factory=list)
+    client_level_epsilon: float | None = None
+    ledger_head: str = GENESIS
 
 
 def resolve_run_dir(settings: ServerSettings) -> Path:
@@ -64,7 +68,7 @@ def resolve_run_dir(settings: ServerSettings) -> Path:
     return Path("runs") / f"{stamp}-{settings.model}-{settings.dataset}"
 
 
-def _reject(reply: Message, global_arrays: dict[str, torch.Tensor]) -> str | None:
+def _reject(reply: Message, global_arrays: dict[str, torch.Tensor], state: RunState) -> str | None:
     """Why a reply cannot count, or None when it can."""
     content = reply.content
     if "arrays" not in content or "privacy" not in content:
@@ -78,40 +82,31 @@ def _reject(reply: Message, global_arrays: dict[str, torch.Tensor]) -> str | Non
         if not torch.isfinite(tensor).all():
             return f"weight {name} is not finite"
     event = content["privacy"]
-    if event["mechanism"] == "dp-sgd" and event["epsilon"] > event["epsilon-budget"] * 1.0001:
-        return f"epsilon {event['epsilon']:.4f} exceeds the budget {event['epsilon-budget']}"
+    cid = int(event["client_id"])
+    node = reply.metadata.src_node_id
+    if state.node_owner.setdefault(node, cid) != cid:
+        return f"claims owner {cid}, but spoke for owner {state.node_owner[node]} before"
+    if event.get("mechanism") == "dp-sgd":
+        missing = [k for k in EVENT_FIELDS if k not in event]
+        if missing:
+            return f"privacy event lacks {', '.join(missing)}"
+        if float(event["epsilon"]) > float(event["epsilon_budget"]) * (1 + 1e-9):
+            return f"epsilon {event['epsilon']:.4f} exceeds the budget {event['epsilon_budget']}"
     return None
 
 
-def _ledger_event(server_round: int, event: ConfigRecord) -> dict:
-    return {
-        "round": server_round,
-        "client_id": int(event["client-id"]),
-        "mechanism": str(event["mechanism"]),
-        "noise_multiplier": float(event["noise-multiplier"]),
-        "sample_rate": float(event["sample-rate"]),
-        "steps": int(event["steps"]),
-        "max_grad_norm": float(event["max-grad-norm"]),
-        "delta": float(event["delta"]),
-        "accountant": str(event["accountant"]),
-        "epsilon": float(event["epsilon"]),
-        "epsilon_budget": float(event["epsilon-budget"]),
-    }
-
-
-def _record_reply(state: RunState, node_id: int, event: ConfigRecord) -> OwnerRecord:
-    cid = int(event["client-id"])
+def _record_reply(state: RunState, node_id: int, event: ConfigRecord, num_examples: int):
+    cid = int(event["client_id"])
     owner = state.owners.setdefault(cid, OwnerRecord(client_id=cid))
-    owner.num_examples = int(event["num-examples"])
+    owner.num_examples = num_examples
     owner.steps += int(event["steps"])
     owner.rounds += int(event["steps"]) > 0
-    if event["mechanism"] == "dp-sgd":
+    if event.get("mechanism") == "dp-sgd":
         owner.epsilon = float(event["epsilon"])
-        owner.budget = float(event["epsilon-budget"])
+        owner.budget = float(event["epsilon_budget"])
     if str(event["status"]) in ("exhausted", "trained-exhausted"):
         owner.exhausted = True
         state.exhausted_nodes.add(node_id)
-    return owner
 
 
 def run_federation(grid: Grid, run_config: dict) -> Path:
@@ -128,14 +123,22 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
         settings.model, spec, hidden_dim=settings.hidden_dim, latent_dim=settings.latent_dim
     )
     arrays = ArrayRecord(model.state_dict())
-    strategy = FedAvg(
-        fraction_train=1.0,
-        fraction_evaluate=0.0,
-        min_train_nodes=settings.num_clients,
-        min_available_nodes=settings.num_clients,
+    user_dp = settings.client_dp.mode != "none"
+    strategy = client_dp.wrap(
+        FedAvg(
+            fraction_train=1.0,
+            fraction_evaluate=0.0,
+            min_train_nodes=settings.num_clients,
+            min_available_nodes=settings.num_clients,
+            # Client-level DP's noise assumes a uniform average over owners.
+            weighted_by_key="unit-weight" if user_dp else "num-examples",
+        ),
+        settings.client_dp,
     )
+    federation_accountant = client_dp.ClientLevelAccountant(settings.client_dp) if user_dp else None
     ledger = Ledger(run_dir / "ledger.jsonl")
     state = RunState()
+    train_config = ConfigRecord({"ledger-dir": str((run_dir / "ledgers").resolve())})
     timings["setup"] = time.perf_counter() - t0
 
     t_train = time.perf_counter()
@@ -143,7 +146,7 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
         t_round = time.perf_counter()
         messages = [
             m
-            for m in strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
+            for m in strategy.configure_train(server_round, arrays, train_config, grid)
             if m.metadata.dst_node_id not in state.exhausted_nodes
         ]
         if not messages:
@@ -154,29 +157,50 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
         accepted = []
         for reply in replies:
             node = reply.metadata.src_node_id
-            if reply.has_error():
-                why = f"round {server_round}: owner node {node} failed: {reply.error.reason}"
-                state.rejected.append(why)
-                console.print(why)
-                continue
-            reason = _reject(reply, global_arrays)
-            if reason:
-                why = f"round {server_round}: rejected the update of node {node}: {reason}"
-                state.rejected.append(why)
-                console.print(why)
+            why = (
+                f"owner node {node} failed: {reply.error.reason}"
+                if reply.has_error()
+                else _reject(reply, global_arrays, state)
+            )
+            if why:
+                state.rejected.append(f"round {server_round}: {why}")
+                console.print(f"round {server_round}: rejected: {why}")
                 continue
             event = reply.content["privacy"]
-            _record_reply(state, node, event)
+            _record_reply(state, node, event, int(reply.content["metrics"]["num-examples"]))
             if int(event["steps"]) == 0:
                 continue
-            if event["mechanism"] == "dp-sgd":
-                ledger.append(_ledger_event(server_round, event))
+            if event.get("mechanism") == "dp-sgd":
+                ledger.append({k: event[k] for k in EVENT_FIELDS} | {"round": server_round})
             accepted.append(reply)
         if accepted:
+            clip = getattr(strategy, "clipping_norm", None)
             new_arrays, _ = strategy.aggregate_train(server_round, accepted)
             if new_arrays is not None:
                 arrays = new_arrays
+                if federation_accountant is not None:
+                    sigma = client_dp.effective_noise_multiplier(strategy, len(accepted))
+                    state.client_level_epsilon = federation_accountant.compose(
+                        sigma, len(accepted)
+                    )
+                    ledger.append(
+                        {
+                            "round": server_round,
+                            "client_id": None,
+                            "mechanism": "gaussian-aggregate",
+                            "noise_multiplier": sigma,
+                            "sample_rate": 1.0,
+                            "steps": 1,
+                            "max_grad_norm": float(clip),
+                            "delta": settings.client_dp.delta,
+                            "accountant": "rdp",
+                            "epsilon": state.client_level_epsilon,
+                            "epsilon_budget": None,
+                            "participants": len(accepted),
+                        }
+                    )
         state.rounds_completed = server_round
+        state.ledger_head = ledger.head
         save_checkpoint(
             run_dir,
             server_round,
@@ -206,6 +230,8 @@ def _progress(settings: ServerSettings, state: RunState, rnd: int, trained: int,
     else:
         eps = f"ε max {max(spent, default=0.0):.2f} / {settings.epsilon:g}"
     exhausted = sum(o.exhausted for o in state.owners.values())
+    if state.client_level_epsilon is not None:
+        eps += f" · owner-level ε {state.client_level_epsilon:.2f}"
     console.print(
         f"round {rnd:>3}/{settings.rounds} · {trained:>2} owners trained · "
         f"{exhausted} exhausted · {eps} · {secs:5.1f} s"

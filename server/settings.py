@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from server.client_dp import ClientDpSettings
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -22,6 +24,7 @@ class ServerSettings:
     seed: int
     synthetic_samples: int
     run_dir: str
+    client_dp: ClientDpSettings
 
     @property
     def private(self) -> bool:
@@ -44,4 +47,11 @@ class ServerSettings:
             seed=int(run["seed"]),
             synthetic_samples=int(run["synthetic-samples"]),
             run_dir=str(run.get("run-dir", "")),
+            client_dp=ClientDpSettings(
+                mode=str(run.get("client-dp", "none")),
+                noise_multiplier=float(run.get("client-noise", 1.0)),
+                clip=float(run.get("client-clip", 1.0)),
+                delta=float(run.get("client-delta", 1e-3)),
+                num_clients=int(run["num-clients"]),
+            ),
         )

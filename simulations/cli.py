@@ -28,6 +28,11 @@ SIMULATE_FLAGS = {
     "partition": str,
     "alpha": float,
     "seed": int,
+    "budgets": str,
+    "client-dp": str,
+    "client-noise": float,
+    "client-clip": float,
+    "client-delta": float,
 }
 
 

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from client.dataset import PARTITIONS, partition_indices
-from client.settings import ACCOUNTANTS
+from client.settings import ACCOUNTANTS, parse_budgets
 from genai_models import BUILTIN_SPECS, MODELS
+from server.client_dp import MODES as CLIENT_DP_MODES
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,16 @@ class ExperimentConfig:
     """Synthetic records released from the global model."""
     run_dir: str = ""
     """Run directory; empty means runs/<UTC timestamp>-<model>-<dataset>."""
+    budgets: str = ""
+    """Per-owner budget overrides, "OWNER=EPSILON,..." (a [budgets] table in a config file)."""
+    client_dp: str = "none"
+    """Client-level DP (DP-FedAvg with Flower's server-side wrappers): none, fixed, adaptive."""
+    client_noise: float = 1.0
+    """Noise multiplier of the client-level Gaussian mechanism."""
+    client_clip: float = 1.0
+    """Clipping norm of each owner's whole update (initial norm when adaptive)."""
+    client_delta: float = 1e-3
+    """Delta of the client-level guarantee (must be below 1 / num-clients)."""
 
     @property
     def private(self) -> bool:
@@ -81,6 +92,8 @@ class ExperimentConfig:
         kwargs = {}
         for key, value in values.items():
             name = key.replace("-", "_")
+            if name == "budgets" and isinstance(value, dict):
+                value = ",".join(f"{owner}={eps}" for owner, eps in value.items())
             if name not in types:
                 allowed = ", ".join(sorted(k.replace("_", "-") for k in types))
                 raise ConfigError(f"{source}: unknown key {key!r}; allowed: {allowed}")
@@ -118,6 +131,25 @@ class ExperimentConfig:
                 _fail(key, getattr(self, key), "a finite number > 0")
         if not 0 < self.holdout < 1:
             _fail("holdout", self.holdout, "a fraction in (0, 1)")
+        try:
+            budgets = parse_budgets(self.budgets)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        for owner in budgets:
+            if not 0 <= owner < self.num_clients:
+                _fail("budgets", self.budgets, f"owner ids in 0..{self.num_clients - 1}")
+        _allowed("client_dp", self.client_dp, CLIENT_DP_MODES)
+        if self.client_dp != "none":
+            for key in ("client_noise", "client_clip"):
+                if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
+                    _fail(key, getattr(self, key), "a finite number > 0")
+            if not 0 < self.client_delta < 1 / self.num_clients:
+                _fail("client_delta", self.client_delta,
+                      f"a value in (0, 1/{self.num_clients}) (one over the number of owners)")
+            if self.client_dp == "adaptive" and self.client_noise >= self.num_clients / 10:
+                _fail("client_noise", self.client_noise,
+                      f"below {self.num_clients / 10:g} with adaptive clipping (Flower's noisy "
+                      "clipped count takes std num-clients/20, and must carry less noise)")
         return self
 
     def smallest_client(self) -> int:

@@ -20,6 +20,10 @@ RELATION = (
     "record-level: add or remove one record of one owner's data "
     "(each owner's guarantee covers its own records)"
 )
+CLIENT_RELATION = (
+    "owner-level: add or remove one owner's entire contribution to the federation's "
+    "releases (the global models and the synthetic data)"
+)
 
 
 def fedsynth_version() -> str:
@@ -50,6 +54,17 @@ def build_report(run_config: dict, state, timings: dict, utility: dict) -> dict:
         }
         for o in sorted(state.owners.values(), key=lambda o: o.client_id)
     ]
+    client_level = None
+    if run_config.get("client-dp", "none") != "none":
+        client_level = {
+            "mode": run_config["client-dp"],
+            "epsilon": state.client_level_epsilon,
+            "delta": float(run_config["client-delta"]),
+            "noise_multiplier": float(run_config["client-noise"]),
+            "clip": float(run_config["client-clip"]),
+            "accountant": "rdp (Flower's, dp-accounting backend)",
+            "relation": CLIENT_RELATION,
+        }
     return {
         "fedsynth_version": fedsynth_version(),
         "model": run_config["model"],
@@ -66,6 +81,8 @@ def build_report(run_config: dict, state, timings: dict, utility: dict) -> dict:
             "max_epsilon": max((c["epsilon"] for c in per_client), default=0.0) if private
             else None,
             "per_client": per_client,
+            "client_level": client_level,
+            "ledger_head": state.ledger_head,
         },
         "utility": utility,
         "fidelity": {},
@@ -92,6 +109,14 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         ]
     else:
         lines.append("- privacy: **none** (ε = ∞): the non-private baseline")
+    if p["client_level"]:
+        c = p["client_level"]
+        eps = f"{c['epsilon']:.3f}" if c["epsilon"] is not None else "n/a (no release)"
+        lines += [
+            f"- owner-level DP ({c['mode']} clipping, noise {c['noise_multiplier']}): "
+            f"ε = {eps}, δ = {c['delta']}",
+            f"- neighbouring relation: {c['relation']}",
+        ]
     lines += [
         "",
         "## Utility (logistic regression, tested on the holdout)",
@@ -146,6 +171,9 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
         table.add_row("owners exhausted", str(sum(c["exhausted"] for c in p["per_client"])))
     else:
         table.add_row("privacy", "none (ε = ∞)")
+    if p["client_level"] and p["client_level"]["epsilon"] is not None:
+        c = p["client_level"]
+        table.add_row("owner-level (ε, δ)", f"({c['epsilon']:.3f}, {c['delta']:g})")
     table.add_row("TSTR accuracy", f"{u['tstr_accuracy']:.3f}")
     table.add_row("TRTR accuracy", f"{u['trtr_accuracy']:.3f}")
     table.add_row("run directory", str(run_dir))
