@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
         sim.add_argument(f"--{flag}", type=kind, default=None)
     sim.add_argument("--out", type=Path, help="run directory (default runs/<UTC time>-<name>)")
     sim.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    aud = sub.add_parser(
+        "audit",
+        help="verify a run's ledger and recompute every epsilon with dp-accounting",
+        description="Exit 0: chain intact, every epsilon recomputed within 1%% and within "
+        "budget; 1: a figure does not match or a budget is exceeded; 2: a ledger cannot be "
+        "read or its chain is broken.",
+    )
+    aud.add_argument("run_dir", nargs="?", type=Path, help="the run directory")
+    aud.add_argument("--node-ledger", type=Path, help="audit one owner's own ledger alone")
     return parser
 
 
@@ -93,12 +102,43 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from server.atomic import write_text
+    from simulations.audit import EXIT_BROKEN, LedgerBroken, audit_ledger_file, audit_run
+    from simulations.audit_table import render_audit
+    from simulations.privacy_plot import plot_privacy_budget
+
+    if (args.run_dir is None) == (args.node_ledger is None):
+        raise ConfigError("audit: give either RUN_DIR or --node-ledger PATH")
+    console = Console(highlight=False)
+    try:
+        if args.node_ledger is not None:
+            result = audit_ledger_file(args.node_ledger)
+        else:
+            result = audit_run(args.run_dir)
+    except LedgerBroken as err:
+        print(f"fedsynth audit: ledger broken: {err}", file=sys.stderr)
+        return EXIT_BROKEN
+    render_audit(result, console)
+    if args.run_dir is not None and result.owners:
+        import json
+
+        write_text(args.run_dir / "audit.json", json.dumps(result.to_json(), indent=2) + "\n")
+        plot = plot_privacy_budget(result.owners, args.run_dir / "privacy_budget.png")
+        console.print(f"wrote {args.run_dir / 'audit.json'} and {plot}")
+    return result.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command; return the exit code."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "audit":
+            return _audit(args)
     except ConfigError as err:
         print(f"fedsynth: error: {err}", file=sys.stderr)
         return 2

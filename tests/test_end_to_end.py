@@ -100,3 +100,39 @@ def test_nonprivate_baseline_writes_no_privacy_events(tmp_path):
     assert report["privacy"]["dp"] is False and report["privacy"]["epsilon_budget"] is None
     assert not (out / "ledger.jsonl").exists() or (out / "ledger.jsonl").read_text() == ""
     assert "none (ε = ∞)" in stdout
+
+
+def _audit_cli(run_dir):
+    return subprocess.run([sys.executable, "-m", "simulations.cli", "audit", str(run_dir)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_audit_of_a_real_run_passes(private_run):
+    out, _ = private_run
+    proc = _audit_cli(out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "audit: PASS" in proc.stdout
+    audit = json.loads((out / "audit.json").read_text())
+    assert len(audit["owners"]) == 3 and (out / "privacy_budget.png").is_file()
+    assert sorted((out / "ledgers").iterdir())  # every owner kept its own ledger
+
+
+def test_heterogeneous_budgets_and_client_level_dp_are_enforced_and_audited(tmp_path):
+    out, stdout = _simulate(tmp_path, "--epsilon", "4", "--budgets", "0=0.5,2=2",
+                            "--rounds", "3", "--client-dp", "fixed", "--client-noise", "0.8")
+    report = json.loads((out / "report.json").read_text())
+    budgets = {c["client_id"]: (c["epsilon"], c["epsilon_budget"])
+               for c in report["privacy"]["per_client"]}
+    assert budgets[0][1] == 0.5 and budgets[1][1] == 4.0 and budgets[2][1] == 2.0
+    assert all(eps <= budget for eps, budget in budgets.values())
+    client_level = report["privacy"]["client_level"]
+    assert client_level["mode"] == "fixed" and client_level["epsilon"] > 0
+    assert "owner-level" in client_level["relation"]
+    entries = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+    aggregate = [e for e in entries if e["mechanism"] == "gaussian-aggregate"]
+    assert [e["round"] for e in aggregate] == [1, 2, 3]
+    assert aggregate[-1]["epsilon"] == pytest.approx(
+        recompute_epsilon(aggregate, delta=client_level["delta"], method="rdp"), rel=0.01)
+    proc = _audit_cli(out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "owner-level" in (out / "report.md").read_text()

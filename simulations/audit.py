@@ -1,0 +1,261 @@
+"""``fedsynth audit``: verify the ledger's chain and recompute every epsilon independently.
+
+Training accounted with Opacus (record level) and Flower (owner level); the audit
+recomputes from the ledger's events alone with Google's dp-accounting: RDP for
+RDP-accounted events, PLD for PRV-accounted ones, and PLD as the tightest figure
+for all. It also checks each owner's own ledger against the server's, and the
+server's final chain head against the one the report and checkpoints recorded,
+which catches a ledger rewritten with fresh hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from server.ledger import EVENT_FIELDS, GENESIS, entry_hash
+from simulations.accounting import recompute_epsilon
+
+MATCH_TOLERANCE = 0.01  # P8: recomputed within 1% of the reported epsilon
+BUDGET_TOLERANCE = 1e-3  # numerical slack between two correct accountants
+EXIT_OK, EXIT_FINDING, EXIT_BROKEN = 0, 1, 2
+
+
+class LedgerBroken(Exception):
+    """A ledger that cannot be read or whose chain is broken; the message names the line."""
+
+
+def _check_event(path: Path, n: int, e: dict) -> None:
+    """Field types and ranges of one line (``n`` is 1-based)."""
+
+    def bad(why: str):
+        raise LedgerBroken(f"{path}: line {n}: {why}")
+
+    missing = [k for k in (*EVENT_FIELDS, "prev_hash", "hash") if k not in e]
+    if missing:
+        bad(f"missing {', '.join(missing)}")
+
+    def number(key, low=-math.inf, high=math.inf, integer=False, low_open=False):
+        v = e[key]
+        ok = isinstance(v, int if integer else (int, float)) and not isinstance(v, bool)
+        if not ok or not math.isfinite(v) or v < low or v > high or (low_open and v == low):
+            bad(f"{key}={v!r} is not a valid value")
+
+    if e["mechanism"] not in ("dp-sgd", "gaussian-aggregate"):
+        bad(f"mechanism={e['mechanism']!r}; expected dp-sgd or gaussian-aggregate")
+    if e["accountant"] not in ("rdp", "prv"):
+        bad(f"accountant={e['accountant']!r}; expected rdp or prv")
+    number("round", 1, integer=True)
+    number("steps", 1, integer=True)
+    number("noise_multiplier", 0, low_open=True)
+    number("sample_rate", 0, 1, low_open=True)
+    number("delta", 0, 1, low_open=True)
+    number("epsilon", 0)
+    number("max_grad_norm", 0, low_open=True)
+    if e["mechanism"] == "dp-sgd":
+        number("client_id", 0, integer=True)
+        number("epsilon_budget", 0, low_open=True)
+    elif e["client_id"] is not None:
+        bad("a gaussian-aggregate event has client_id null")
+
+
+def read_ledger(path: str | Path) -> list[dict]:
+    """Parse and verify a hash-chained ledger; raise LedgerBroken naming the first bad line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LedgerBroken(f"{path}: no such ledger") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise LedgerBroken(f"{path}: cannot be read ({err})") from None
+    if text and not text.endswith("\n"):
+        raise LedgerBroken(f"{path}: line {text.count(chr(10)) + 1}: truncated (no newline)")
+    entries, prev = [], GENESIS
+    seen: set[tuple] = set()
+    for n, raw in enumerate(text.splitlines(), start=1):
+        try:
+            e = json.loads(raw)
+        except json.JSONDecodeError:
+            raise LedgerBroken(f"{path}: line {n}: not a JSON object") from None
+        if not isinstance(e, dict):
+            raise LedgerBroken(f"{path}: line {n}: not a JSON object")
+        _check_event(path, n, e)
+        if e["hash"] != entry_hash(e):
+            raise LedgerBroken(f"{path}: line {n}: hash does not match the line's content "
+                               "(the line was altered)")
+        if e["prev_hash"] != prev:
+            where = "the start of the ledger" if n == 1 else f"line {n - 1}"
+            raise LedgerBroken(f"{path}: line {n}: prev_hash does not match {where} (a line "
+                               "was deleted, inserted or reordered)")
+        key = (e["round"], e["client_id"], e["mechanism"])
+        if key in seen:
+            raise LedgerBroken(f"{path}: line {n}: a second event for round {e['round']}, "
+                               f"owner {e['client_id']}")
+        seen.add(key)
+        entries.append(e)
+        prev = e["hash"]
+    return entries
+
+
+@dataclass
+class OwnerAudit:
+    """One owner's (or the federation's) figures side by side."""
+
+    scope: str
+    client_id: int | None
+    events: int
+    steps: int
+    accountant: str
+    delta: float
+    reported: float
+    recomputed: float
+    recomputed_method: str
+    pld: float
+    budget: float | None
+    matches: bool
+    within_budget: bool
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+def audit_events(entries: list[dict]) -> list[OwnerAudit]:
+    """Recompute every owner's epsilon (and the owner-level one) from its events."""
+    groups: dict[tuple, list[dict]] = {}
+    for e in entries:
+        scope = "owner" if e["mechanism"] == "dp-sgd" else "federation"
+        groups.setdefault((scope, e["client_id"]), []).append(e)
+    out = []
+    for (scope, cid), events in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        last = events[-1]
+        accountants = {e["accountant"] for e in events}
+        deltas = {e["delta"] for e in events}
+        accountant = last["accountant"] if len(accountants) == 1 else "mixed"
+        method = "pld" if accountant == "prv" else "rdp"
+        delta = last["delta"]
+        recomputed = recompute_epsilon(events, delta=delta, method=method)
+        pld = recomputed if method == "pld" else recompute_epsilon(events, delta=delta,
+                                                                    method="pld")
+        reported = float(last["epsilon"])
+        matches = (len(deltas) == 1 and accountant != "mixed"
+                   and abs(recomputed - reported) <= MATCH_TOLERANCE * max(reported, 1e-12))
+        budget = last.get("epsilon_budget")
+        within = budget is None or recomputed <= budget * (1 + BUDGET_TOLERANCE)
+        out.append(OwnerAudit(
+            scope=scope, client_id=cid, events=len(events),
+            steps=sum(e["steps"] for e in events), accountant=accountant, delta=delta,
+            reported=reported, recomputed=recomputed, recomputed_method=method, pld=pld,
+            budget=budget, matches=matches, within_budget=within,
+            curve=[(e["round"], float(e["epsilon"])) for e in events],
+        ))
+    return out
+
+
+def compare_owner_ledger(server: list[dict], owner: list[dict], cid: int) -> list[str]:
+    """Differences between the server's events for owner ``cid`` and the owner's own."""
+    mine = {e["round"]: e for e in owner}
+    theirs = {e["round"]: e for e in server if e["client_id"] == cid}
+    problems = []
+    for rnd in sorted(set(mine) | set(theirs)):
+        a, b = theirs.get(rnd), mine.get(rnd)
+        if a is None:
+            problems.append(f"owner {cid}: round {rnd} is in the owner's ledger only")
+        elif b is None:
+            problems.append(f"owner {cid}: round {rnd} is in the server's ledger only")
+        else:
+            diff = [k for k in EVENT_FIELDS if a.get(k) != b.get(k)]
+            if diff:
+                problems.append(f"owner {cid}: round {rnd}: {', '.join(diff)} differ "
+                                "between the server's and the owner's ledger")
+    return problems
+
+
+@dataclass
+class AuditResult:
+    """Everything ``audit.json`` holds."""
+
+    ledger: str
+    chain_intact: bool
+    entries: int
+    head: str
+    owners: list[OwnerAudit]
+    findings: list[str]
+    exit_code: int
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (curves included)."""
+        return {
+            "ledger": self.ledger,
+            "chain_intact": self.chain_intact,
+            "entries": self.entries,
+            "head": self.head,
+            "match_tolerance": MATCH_TOLERANCE,
+            "budget_tolerance": BUDGET_TOLERANCE,
+            "owners": [asdict(o) for o in self.owners],
+            "findings": self.findings,
+            "exit_code": self.exit_code,
+        }
+
+
+def _finding_code(owners: list[OwnerAudit], findings: list[str]) -> int:
+    for o in owners:
+        who = f"owner {o.client_id}" if o.scope == "owner" else "the federation (owner-level)"
+        if not o.matches:
+            findings.append(f"{who}: reported ε {o.reported:.4f} but {o.recomputed_method} "
+                            f"recomputes {o.recomputed:.4f}")
+        if not o.within_budget:
+            findings.append(f"{who}: ε {o.recomputed:.4f} exceeds the budget {o.budget}")
+    return EXIT_FINDING if findings else EXIT_OK
+
+
+def audit_ledger_file(path: str | Path) -> AuditResult:
+    """Audit one ledger alone (an owner's own, with ``--node-ledger``)."""
+    entries = read_ledger(path)
+    owners = audit_events(entries)
+    findings: list[str] = []
+    code = _finding_code(owners, findings)
+    head = entries[-1]["hash"] if entries else GENESIS
+    return AuditResult(str(path), True, len(entries), head, owners, findings, code)
+
+
+def audit_run(run_dir: str | Path) -> AuditResult:
+    """Audit a run directory: chain, head, owners' ledgers, recomputation, budgets."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LedgerBroken(f"{run_dir}: no such run directory")
+    report_path = run_dir / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    ledger_path = run_dir / "ledger.jsonl"
+    no_dp = report is not None and not report["privacy"]["dp"]
+    if not ledger_path.exists() and no_dp and report["privacy"].get("client_level") is None:
+        return AuditResult(str(ledger_path), True, 0, GENESIS, [],
+                           ["no DP: the run trained without differential privacy"], EXIT_OK)
+    entries = read_ledger(ledger_path)
+    head = entries[-1]["hash"] if entries else GENESIS
+    recorded = _recorded_head(run_dir, report)
+    if recorded is not None and recorded != head:
+        raise LedgerBroken(f"{ledger_path}: line {len(entries)}: the chain ends at {head[:12]}…, "
+                           f"but the run recorded {recorded[:12]}… (the ledger was rewritten)")
+    owners = audit_events(entries)
+    findings: list[str] = []
+    for own in sorted((run_dir / "ledgers").glob("client-*.jsonl")):
+        cid = int(own.stem.removeprefix("client-"))
+        findings += compare_owner_ledger(entries, read_ledger(own), cid)
+    if report is not None:
+        reported = {c["client_id"]: c["epsilon"] for c in report["privacy"]["per_client"]}
+        for o in owners:
+            if o.scope == "owner" and reported.get(o.client_id) != o.reported:
+                findings.append(f"owner {o.client_id}: report.json says ε "
+                                f"{reported.get(o.client_id)}, the ledger {o.reported}")
+    code = _finding_code(owners, findings)
+    return AuditResult(str(ledger_path), True, len(entries), head, owners, findings, code)
+
+
+def _recorded_head(run_dir: Path, report: dict | None) -> str | None:
+    """The chain head the run itself recorded: report.json's, else the last checkpoint's."""
+    if report is not None and report["privacy"].get("ledger_head"):
+        return report["privacy"]["ledger_head"]
+    from server.checkpoints import load_latest
+
+    latest = load_latest(run_dir)
+    return latest["server"]["ledger_head"] if latest else None

@@ -1,0 +1,175 @@
+"""`fedsynth audit`: tampering of each kind is caught; honest ledgers pass."""
+
+import json
+import shutil
+
+import pytest
+
+from client.budget import epsilon_of
+from server.ledger import Ledger, entry_hash
+from simulations.audit import EXIT_BROKEN, EXIT_FINDING, EXIT_OK, audit_run
+from simulations.cli import main
+
+SIGMA, RATE, STEPS, DELTA = 1.3, 0.25, 8, 1e-5
+
+
+def _event(rnd, cid, accountant="rdp", budget=8.0, steps=STEPS, sigma=SIGMA):
+    history = [(sigma, RATE, steps * rnd)]
+    return {
+        "round": rnd, "client_id": cid, "mechanism": "dp-sgd", "noise_multiplier": sigma,
+        "sample_rate": RATE, "steps": steps, "max_grad_norm": 1.0, "delta": DELTA,
+        "accountant": accountant,
+        "epsilon": epsilon_of(history, accountant=accountant, delta=DELTA),
+        "epsilon_budget": budget,
+    }
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    """A run directory with a server ledger, owners' ledgers and a report, as a run writes."""
+    run = tmp_path_factory.mktemp("honest")
+    ledger = Ledger(run / "ledger.jsonl")
+    owners = {cid: Ledger(run / "ledgers" / f"client-{cid}.jsonl") for cid in (0, 1)}
+    for rnd in (1, 2, 3):
+        for cid in (0, 1):
+            ledger.append(_event(rnd, cid))
+            owners[cid].append(_event(rnd, cid))
+    report = {"privacy": {"dp": True, "ledger_head": ledger.head, "per_client": [
+        {"client_id": cid, "epsilon": _event(3, cid)["epsilon"]} for cid in (0, 1)]}}
+    (run / "report.json").write_text(json.dumps(report))
+    return run
+
+
+@pytest.fixture
+def run(honest, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(honest, copy)
+    return copy
+
+
+def _lines(run):
+    return (run / "ledger.jsonl").read_text().splitlines()
+
+
+def _write(run, lines):
+    (run / "ledger.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _rehash(lines):
+    """What a careful forger does: recompute every hash after an edit."""
+    prev, out = "0" * 64, []
+    for raw in lines:
+        e = json.loads(raw)
+        e["prev_hash"] = prev
+        e["hash"] = entry_hash(e)
+        prev = e["hash"]
+        out.append(json.dumps(e))
+    return out, prev
+
+
+def _audit(run, capsys):
+    code = main(["audit", str(run)])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_honest_run_passes_and_writes_audit_json_and_plot(run, capsys):
+    code, out = _audit(run, capsys)
+    assert code == EXIT_OK, out
+    audit = json.loads((run / "audit.json").read_text())
+    assert audit["chain_intact"] and audit["entries"] == 6
+    for owner in audit["owners"]:
+        assert owner["recomputed"] == pytest.approx(owner["reported"], rel=0.01)
+        assert owner["pld"] < owner["recomputed"]
+    assert (run / "privacy_budget.png").stat().st_size > 1000
+
+
+def test_changed_number_is_caught_by_line(run, capsys):
+    lines = _lines(run)
+    lines[3] = lines[3].replace('"noise_multiplier":1.3', '"noise_multiplier":13.0')
+    _write(run, lines)
+    code, out = _audit(run, capsys)
+    assert code == EXIT_BROKEN and "line 4: hash does not match" in out
+
+
+def test_deleted_line_is_caught_by_line(run, capsys):
+    lines = _lines(run)
+    del lines[2]
+    _write(run, lines)
+    code, out = _audit(run, capsys)
+    assert code == EXIT_BROKEN and "line 3: prev_hash does not match line 2" in out
+
+
+def test_reordered_lines_are_caught(run, capsys):
+    lines = _lines(run)
+    lines[1], lines[2] = lines[2], lines[1]
+    _write(run, lines)
+    code, out = _audit(run, capsys)
+    assert code == EXIT_BROKEN and "line 2: prev_hash" in out
+
+
+def test_inserted_line_is_caught(run, capsys):
+    lines = _lines(run)
+    lines.insert(1, lines[0])
+    _write(run, lines)
+    code, out = _audit(run, capsys)
+    assert code == EXIT_BROKEN and "line 2:" in out
+
+
+def test_truncated_and_garbled_lines_are_caught(run, capsys):
+    text = (run / "ledger.jsonl").read_text()
+    (run / "ledger.jsonl").write_text(text[:-40])
+    code, out = _audit(run, capsys)
+    assert code == EXIT_BROKEN and "line 6: truncated" in out
+    (run / "ledger.jsonl").write_text(text.replace("}\n", "}\n{oops\n", 1))
+    code, out = _audit(run, capsys)
+    assert code == EXIT_BROKEN and "line 2: not a JSON object" in out
+
+
+def test_rehashed_forgery_is_caught_by_the_recorded_head(run, capsys):
+    lines = _lines(run)
+    lines[5] = lines[5].replace('"noise_multiplier":1.3', '"noise_multiplier":2.6')
+    forged, _ = _rehash(lines)
+    _write(run, forged)
+    code, out = _audit(run, capsys)
+    assert code == EXIT_BROKEN and "the ledger was rewritten" in out
+
+
+def test_forgery_with_a_forged_head_is_caught_by_recomputation_and_owner_ledgers(run, capsys):
+    lines = _lines(run)
+    lines[5] = lines[5].replace('"noise_multiplier":1.3', '"noise_multiplier":2.6')
+    forged, head = _rehash(lines)
+    _write(run, forged)
+    report = json.loads((run / "report.json").read_text())
+    report["privacy"]["ledger_head"] = head
+    (run / "report.json").write_text(json.dumps(report))
+    code, out = _audit(run, capsys)
+    assert code == EXIT_FINDING
+    assert "owner 1: reported ε" in out
+    assert "owner 1: round 3: noise_multiplier differ" in out
+
+
+def test_exceeded_budget_exits_1(tmp_path, capsys):
+    ledger = Ledger(tmp_path / "own.jsonl")
+    for rnd in (1, 2, 3):
+        ledger.append(_event(rnd, 0, budget=2.0))
+    code = main(["audit", "--node-ledger", str(tmp_path / "own.jsonl")])
+    out = capsys.readouterr().out
+    assert code == EXIT_FINDING and "exceeds the budget 2.0" in out
+
+
+def test_node_ledger_alone_passes_and_missing_one_is_exit_2(run, capsys):
+    assert main(["audit", "--node-ledger", str(run / "ledgers" / "client-1.jsonl")]) == EXIT_OK
+    assert main(["audit", "--node-ledger", str(run / "nope.jsonl")]) == EXIT_BROKEN
+    assert "no such ledger" in capsys.readouterr().err
+
+
+def test_prv_events_are_recomputed_with_pld(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    for rnd in (1, 2):
+        ledger.append(_event(rnd, 0, accountant="prv"))
+    result = audit_run(tmp_path)
+    (owner,) = result.owners
+    assert owner.recomputed_method == "pld"
+    assert owner.recomputed == pytest.approx(owner.reported, rel=0.01)
+    assert result.exit_code == EXIT_OK
