@@ -181,6 +181,7 @@ class AuditResult:
     owners: list[OwnerAudit]
     findings: list[str]
     exit_code: int
+    events: list[dict] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
         """A JSON-ready dict (curves included)."""
@@ -215,7 +216,7 @@ def audit_ledger_file(path: str | Path) -> AuditResult:
     findings: list[str] = []
     code = _finding_code(owners, findings)
     head = entries[-1]["hash"] if entries else GENESIS
-    return AuditResult(str(path), True, len(entries), head, owners, findings, code)
+    return AuditResult(str(path), True, len(entries), head, owners, findings, code, entries)
 
 
 def audit_run(run_dir: str | Path) -> AuditResult:
@@ -248,7 +249,9 @@ def audit_run(run_dir: str | Path) -> AuditResult:
                 findings.append(f"owner {o.client_id}: report.json says ε "
                                 f"{reported.get(o.client_id)}, the ledger {o.reported}")
     code = _finding_code(owners, findings)
-    return AuditResult(str(ledger_path), True, len(entries), head, owners, findings, code)
+    return AuditResult(
+        str(ledger_path), True, len(entries), head, owners, findings, code, entries
+    )
 
 
 def _recorded_head(run_dir: Path, report: dict | None) -> str | None:

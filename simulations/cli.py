@@ -126,7 +126,7 @@ def _audit(args: argparse.Namespace) -> int:
         import json
 
         write_text(args.run_dir / "audit.json", json.dumps(result.to_json(), indent=2) + "\n")
-        plot = plot_privacy_budget(result.owners, args.run_dir / "privacy_budget.png")
+        plot = plot_privacy_budget(result.events, args.run_dir / "privacy_budget.png")
         console.print(f"wrote {args.run_dir / 'audit.json'} and {plot}")
     return result.exit_code
 

@@ -7,33 +7,39 @@ from pathlib import Path
 from server.atomic import write_with
 
 
-def plot_privacy_budget(owners, path: Path) -> Path:
-    """Draw the owners' (and the federation's) epsilon curves from audited ledger events."""
+def plot_privacy_budget(entries: list[dict], path: Path) -> Path:
+    """Draw each owner's (and the federation's) cumulative epsilon from ledger entries."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 4))
     budgets: set[float] = set()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, o in enumerate(owners):
-        color = colors[i % len(colors)]
-        rounds, eps = zip(*o.curve, strict=True) if o.curve else ((), ())
-        label = f"owner {o.client_id}" if o.scope == "owner" else "owner-level (federation)"
-        style = "-" if o.scope == "owner" else ":"
-        ax.plot(rounds, eps, style, marker="o", markersize=3, color=color, label=label)
-        if o.budget is not None:
-            budgets.add(o.budget)
+    curves: dict[object, list[dict]] = {}
+    for e in entries:
+        curves.setdefault(e["client_id"], []).append(e)
+    for i, (cid, events) in enumerate(sorted(curves.items(), key=lambda kv: (kv[0] is None,
+                                                                             kv[0] or 0))):
+        label = "owner-level (federation)" if cid is None else f"owner {cid}"
+        ax.plot([e["round"] for e in events], [e["epsilon"] for e in events],
+                ":" if cid is None else "-", marker="o", markersize=3,
+                color=colors[i % len(colors)], label=label)
+        if events[-1].get("epsilon_budget") is not None:
+            budgets.add(float(events[-1]["epsilon_budget"]))
     for budget in sorted(budgets):
         ax.axhline(budget, linestyle="--", linewidth=1, color="black", alpha=0.6)
         ax.annotate(f"budget ε = {budget:g}", (0, budget), xycoords=("axes fraction", "data"),
                     xytext=(4, 3), textcoords="offset points", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("cumulative ε")
     ax.set_title("privacy spent per owner (from the ledger)")
-    if len(owners) <= 12:
-        ax.legend(fontsize=7, ncol=2, loc="lower right")
+    if len(curves) <= 24:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     write_with(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     plt.close(fig)

@@ -144,7 +144,9 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         "",
         "- [samples.png](synthetic/samples.png): synthetic samples, one row per class",
         "- [synthetic.npz](synthetic/synthetic.npz): released data (`x`, `y`)",
-        "- [ledger.jsonl](ledger.jsonl): hash-chained privacy events",
+        "- [ledger.jsonl](ledger.jsonl): hash-chained privacy events; "
+        "`fedsynth audit` recomputes every ε from it",
+        "- [privacy_budget.png](privacy_budget.png): cumulative ε per owner per round",
         "- [config.toml](config.toml): the resolved configuration",
         "",
         "![samples](synthetic/samples.png)",
@@ -194,6 +196,11 @@ def finish_run(run_dir: Path, run_config: dict, state, timings: dict) -> dict:
     utility = tstr_trtr(synthetic, train, holdout)
     timings = {**timings, "evaluation": time.perf_counter() - t0}
     report = build_report(run_config, state, timings, utility)
+    if (run_dir / "ledger.jsonl").exists():
+        from simulations.audit import read_ledger
+        from simulations.privacy_plot import plot_privacy_budget
+
+        plot_privacy_budget(read_ledger(run_dir / "ledger.jsonl"), run_dir / "privacy_budget.png")
     write_text(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     write_text(run_dir / "report.md", render_markdown(report, run_dir))
     print_summary(report, run_dir)
