@@ -46,15 +46,34 @@ def _rdp_epsilon(history: History, delta: float, orders: tuple) -> float:
     return float(eps)
 
 
+def _canonical(history: History) -> tuple:
+    """Merge consecutive entries of equal (noise, rate), as Opacus's accountants do."""
+    merged: list[list] = []
+    for sigma, q, k in history:
+        if k <= 0:
+            continue
+        if merged and merged[-1][0] == sigma and merged[-1][1] == q:
+            merged[-1][2] += k
+        else:
+            merged.append([sigma, q, k])
+    return tuple(tuple(h) for h in merged)
+
+
 def epsilon_of(history: History, *, accountant: str, delta: float) -> float:
     """Cumulative epsilon of a history (0 for an empty one), as the named Opacus accountant says."""
-    history = [h for h in history if h[2] > 0]
+    return _epsilon(_canonical(history), accountant, delta)
+
+
+@lru_cache(maxsize=4096)
+def _epsilon(history: tuple, accountant: str, delta: float) -> float:
+    # Cached: planning a round asks about the same history more than once, and a
+    # PRV evaluation takes a good fraction of a second.
     if not history:
         return 0.0
     if accountant == "rdp":
-        return _rdp_epsilon(history, delta, tuple(RDPAccountant.DEFAULT_ALPHAS))
+        return _rdp_epsilon(list(history), delta, tuple(RDPAccountant.DEFAULT_ALPHAS))
     acc = create_accountant(mechanism=accountant)
-    acc.history = list(history)
+    acc.history = [tuple(h) for h in history]
     return float(acc.get_epsilon(delta=delta))
 
 
@@ -110,10 +129,12 @@ def steps_that_fit(
         planned = [*history, (noise_multiplier, sample_rate, steps)]
         return epsilon_of(planned, accountant=accountant, delta=delta) <= budget
 
-    if wanted <= 0 or not fits(1):
+    if wanted <= 0:
         return 0
     if fits(wanted):
         return wanted
+    if not fits(1):
+        return 0
     low, high = 1, wanted  # fits(low) holds, fits(high) does not
     while high - low > 1:
         mid = (low + high) // 2

@@ -93,6 +93,8 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
             epochs=s.local_epochs,
             batch_size=s.batch_size,
             learning_rate=s.learning_rate,
+            max_norm=s.max_grad_norm,
+            optimizer=s.optimizer,
         )
         return _reply(msg, model, outcome, s, len(data), "nonprivate", None)
 
@@ -131,6 +133,7 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
         learning_rate=s.learning_rate,
         accountant=s.accountant,
         history=history,
+        optimizer=s.optimizer,
     )
     _persist(context, sigma, outcome.history)
     # Exhausted when not even one more step of this kind would fit.

@@ -30,6 +30,22 @@ class RoundOutcome:
     history: History
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
+def _optimizer(name: str, model: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+    """Build the local optimizer; plain SGD is the DP default.
+
+    Under DP a fresh Adam's first steps are sign steps, which move every
+    noise-dominated weight by the full learning rate.
+    """
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=learning_rate)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=learning_rate)
+    raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
 def _tensors(data: LabelledData) -> TensorDataset:
     return TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y))
 
@@ -45,13 +61,14 @@ def train_private(
     learning_rate: float,
     accountant: str,
     history: History,
+    optimizer: str = "sgd",
 ) -> RoundOutcome:
     """Run exactly ``steps`` DP-SGD steps on ``model`` (in place) and return the new history."""
     batches = round(1.0 / sample_rate)
     if abs(1.0 / batches - sample_rate) > 1e-12:
         raise ValueError(f"sample_rate={sample_rate} must be 1/k for an integer k")
     loader = DataLoader(_tensors(data), batch_size=math.ceil(len(data) / batches))
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    optimizer = _optimizer(optimizer, model, learning_rate)
     # Opacus warns that secure_mode is off (a documented choice) and torch that the
     # inputs need no gradient (true: only the weights' per-sample gradients matter).
     with warnings.catch_warnings():
@@ -94,11 +111,18 @@ def _dp_steps(private_model, optimizer, loader, steps: int) -> tuple[int, float]
 
 
 def train_nonprivate(
-    model: nn.Module, data: LabelledData, *, epochs: int, batch_size: int, learning_rate: float
+    model: nn.Module,
+    data: LabelledData,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    max_norm: float = 1.0,
+    optimizer: str = "sgd",
 ) -> RoundOutcome:
     """Plain minibatch training: the no-DP baseline every privacy figure is read against."""
     loader = DataLoader(_tensors(data), batch_size=batch_size, shuffle=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    optimizer = _optimizer(optimizer, model, learning_rate)
     model.train()
     done, total = 0, 0.0
     for _ in range(epochs):
@@ -106,6 +130,9 @@ def train_nonprivate(
             optimizer.zero_grad(set_to_none=True)
             loss = model(xb, yb).mean()
             loss.backward()
+            # Batch-level clipping at the DP recipe's norm keeps the recipe's learning
+            # rate stable without noise; it is a training aid, not a privacy measure.
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             optimizer.step()
             total += float(loss.detach())
             done += 1

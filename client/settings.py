@@ -49,6 +49,7 @@ class ClientSettings:
     max_grad_norm: float
     batch_size: int
     learning_rate: float
+    optimizer: str
     hidden_dim: int
     latent_dim: int
     ledger_path: str
@@ -90,6 +91,7 @@ class ClientSettings:
             max_grad_norm=float(run["max-grad-norm"]),
             batch_size=int(run["batch-size"]),
             learning_rate=float(run["learning-rate"]),
+            optimizer=str(run.get("optimizer", "sgd")),
             hidden_dim=int(run["hidden-dim"]),
             latent_dim=int(run["latent-dim"]),
             ledger_path=str(node.get("ledger-path", "")),

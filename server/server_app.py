@@ -19,7 +19,7 @@ import tomli_w
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvgM
 from rich.console import Console
 
 from genai_models import BUILTIN_SPECS, build_model
@@ -125,7 +125,9 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
     arrays = ArrayRecord(model.state_dict())
     user_dp = settings.client_dp.mode != "none"
     strategy = client_dp.wrap(
-        FedAvg(
+        FedAvgM(
+            server_learning_rate=settings.server_learning_rate,
+            server_momentum=settings.server_momentum,
             fraction_train=1.0,
             fraction_evaluate=0.0,
             min_train_nodes=settings.num_clients,

@@ -24,6 +24,8 @@ class ServerSettings:
     seed: int
     synthetic_samples: int
     run_dir: str
+    server_learning_rate: float
+    server_momentum: float
     client_dp: ClientDpSettings
 
     @property
@@ -47,6 +49,8 @@ class ServerSettings:
             seed=int(run["seed"]),
             synthetic_samples=int(run["synthetic-samples"]),
             run_dir=str(run.get("run-dir", "")),
+            server_learning_rate=float(run.get("server-learning-rate", 1.0)),
+            server_momentum=float(run.get("server-momentum", 0.0)),
             client_dp=ClientDpSettings(
                 mode=str(run.get("client-dp", "none")),
                 noise_multiplier=float(run.get("client-noise", 1.0)),

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from client.dataset import PARTITIONS, partition_indices
+from client.dp_training import OPTIMIZERS
 from client.settings import ACCOUNTANTS, parse_budgets
 from genai_models import BUILTIN_SPECS, MODELS
 from server.client_dp import MODES as CLIENT_DP_MODES
@@ -47,11 +48,17 @@ class ExperimentConfig:
     """Per-sample gradient clipping norm."""
     batch_size: int = 64
     """Expected Poisson batch size (sample rate = batch size / owner's records)."""
-    learning_rate: float = 0.002
-    """Adam learning rate of local training."""
-    hidden_dim: int = 128
-    """Width of the model's hidden layers."""
-    latent_dim: int = 8
+    learning_rate: float = 0.3
+    """Local learning rate (of clipped gradients, hence large for SGD)."""
+    optimizer: str = "sgd"
+    """Local optimizer: sgd (the DP recipe) or adam."""
+    server_learning_rate: float = 1.0
+    """Server learning rate of FedAvgM (1.0 with no momentum is plain FedAvg)."""
+    server_momentum: float = 0.5
+    """Server momentum of FedAvgM: averages the owners' noise across rounds."""
+    hidden_dim: int = 64
+    """Width of the model's hidden layers (noise grows with the parameter count)."""
+    latent_dim: int = 4
     """VAE latent dimension."""
     partition: str = "dirichlet"
     """How records are split among owners."""
@@ -118,6 +125,11 @@ class ExperimentConfig:
         _allowed("dataset", self.dataset, sorted(BUILTIN_SPECS))
         _allowed("partition", self.partition, PARTITIONS)
         _allowed("accountant", self.accountant, ACCOUNTANTS)
+        _allowed("optimizer", self.optimizer, OPTIMIZERS)
+        if not 0 <= self.server_momentum < 1:
+            _fail("server_momentum", self.server_momentum, "a number in [0, 1)")
+        if not (self.server_learning_rate > 0 and math.isfinite(self.server_learning_rate)):
+            _fail("server_learning_rate", self.server_learning_rate, "a finite number > 0")
         for key in ("num_clients", "rounds", "local_epochs", "batch_size", "hidden_dim",
                     "latent_dim", "synthetic_samples"):
             if getattr(self, key) < 1:
@@ -139,6 +151,13 @@ class ExperimentConfig:
             if not 0 <= owner < self.num_clients:
                 _fail("budgets", self.budgets, f"owner ids in 0..{self.num_clients - 1}")
         _allowed("client_dp", self.client_dp, CLIENT_DP_MODES)
+        # Flower's DP wrappers noise the inner strategy's output, but FedAvgM keeps its
+        # own un-noised copy of the model and momentum: that state would escape the noise.
+        for key, plain in (("server_momentum", 0.0), ("server_learning_rate", 1.0)):
+            if self.client_dp != "none" and getattr(self, key) != plain:
+                _fail(key, getattr(self, key),
+                      f"{plain:g} with --client-dp (FedAvgM's un-noised server state would "
+                      "escape the client-level noise)")
         if self.client_dp != "none":
             for key in ("client_noise", "client_clip"):
                 if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):

@@ -119,7 +119,8 @@ def test_audit_of_a_real_run_passes(private_run):
 
 def test_heterogeneous_budgets_and_client_level_dp_are_enforced_and_audited(tmp_path):
     out, stdout = _simulate(tmp_path, "--epsilon", "4", "--budgets", "0=0.5,2=2",
-                            "--rounds", "3", "--client-dp", "fixed", "--client-noise", "0.8")
+                            "--rounds", "3", "--client-dp", "fixed", "--client-noise", "0.8",
+                            "--server-momentum", "0")
     report = json.loads((out / "report.json").read_text())
     budgets = {c["client_id"]: (c["epsilon"], c["epsilon_budget"])
                for c in report["privacy"]["per_client"]}
