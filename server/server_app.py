@@ -139,6 +139,9 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
     )
     federation_accountant = client_dp.ClientLevelAccountant(settings.client_dp) if user_dp else None
     ledger = Ledger(run_dir / "ledger.jsonl")
+    if settings.private or user_dp:
+        # An empty ledger is a statement too: nothing was spent (yet).
+        ledger.path.touch()
     state = RunState()
     train_config = ConfigRecord({"ledger-dir": str((run_dir / "ledgers").resolve())})
     timings["setup"] = time.perf_counter() - t0

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from client.budget import rdp_epsilon_floor
 from client.dataset import PARTITIONS, partition_indices
 from client.dp_training import OPTIMIZERS
 from client.settings import ACCOUNTANTS, parse_budgets
@@ -138,6 +139,12 @@ class ExperimentConfig:
             _fail("epsilon", self.epsilon, "a number > 0, or inf for no DP")
         if not 0 < self.delta < 1:
             _fail("delta", self.delta, "a number in (0, 1)")
+        floor = rdp_epsilon_floor(self.delta)
+        if self.accountant == "rdp" and self.epsilon <= 2 * floor:
+            _fail("epsilon", self.epsilon,
+                  f"a value above {2 * floor:.3g} with the RDP accountant at delta="
+                  f"{self.delta:g} (RDP cannot certify less than {floor:.3g}, whatever the "
+                  "noise); use --accountant prv for smaller budgets")
         for key in ("max_grad_norm", "learning_rate", "alpha"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 _fail(key, getattr(self, key), "a finite number > 0")

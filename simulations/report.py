@@ -167,8 +167,11 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
     rounds = f"{report['rounds_completed']} / {report['rounds_requested']}"
     table.add_row("rounds completed", rounds)
     spent = [c["epsilon"] for c in p["per_client"]]
-    if p["dp"] and spent:
-        table.add_row("ε per owner (min / max)", f"{min(spent):.3f} / {max(spent):.3f}")
+    if p["dp"]:
+        if spent:
+            table.add_row("ε per owner (min / max)", f"{min(spent):.3f} / {max(spent):.3f}")
+        else:
+            table.add_row("ε per owner", "nothing spent (no owner trained)")
         table.add_row("budget (ε, δ)", f"({p['epsilon_budget']}, {p['delta']:g})")
         table.add_row("owners exhausted", str(sum(c["exhausted"] for c in p["per_client"])))
     else:

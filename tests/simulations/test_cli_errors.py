@@ -25,6 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--partition", "zipf"], "partition='zipf' is not allowed; expected one of iid, dirichlet"),
         (["--config", "/nonexistent/x.toml"], "--config: file '/nonexistent/x.toml' does not exist"),
         (["--rounds", "0"], "rounds=0 is not allowed; expected an integer >= 1"),
+        (["--epsilon", "0.1"], "use --accountant prv for smaller budgets"),
+        (["--budgets", "0=x"], "budgets: '0=x' is not OWNER=EPSILON"),
+        (["--budgets", "12=1"], "budgets='12=1' is not allowed; expected owner ids in 0..9"),
+        (["--client-dp", "fixed"], "server-momentum=0.5 is not allowed; expected 0 with --client-dp"),
+        (["--client-dp", "magic"], "client-dp='magic' is not allowed; expected one of none, fixed, adaptive"),
+        (["--optimizer", "lbfgs"], "optimizer='lbfgs' is not allowed; expected one of sgd, adam"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, expected):
