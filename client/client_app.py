@@ -161,9 +161,15 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
 
 
 def _own_ledger_path(s: ClientSettings, config: ConfigRecord) -> Path | None:
-    """Where this owner keeps its own ledger: node_config's, else the run's ledger folder."""
+    """Where this owner keeps its own ledger, always on its own machine.
+
+    node_config's ``ledger-path``; else, for a node with its own data file, beside
+    that file; else (simulation) the run's ``ledgers/`` folder that the server names.
+    """
     if s.ledger_path:
         return Path(s.ledger_path)
+    if s.data_path:
+        return Path(s.data_path).with_name(f"fedsynth-ledger-client-{s.client_id}.jsonl")
     if config.get("ledger-dir"):
         return Path(str(config["ledger-dir"])) / f"client-{s.client_id}.jsonl"
     return None

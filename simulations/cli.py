@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     aud.add_argument("run_dir", nargs="?", type=Path, help="the run directory")
     aud.add_argument("--node-ledger", type=Path, help="audit one owner's own ledger alone")
+    certs = sub.add_parser(
+        "certs", help="create a CA, a SuperLink certificate and SuperNode keys for deployment"
+    )
+    certs.add_argument("out_dir", type=Path)
+    certs.add_argument("--host", action="append", default=[],
+                       help="SuperLink host name or address for the certificate (repeatable; "
+                       "localhost, 127.0.0.1 and ::1 are always included)")
+    certs.add_argument("--nodes", type=int, default=2, help="SuperNode key pairs to create")
     return parser
 
 
@@ -136,6 +144,21 @@ def _audit(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _certs(args: argparse.Namespace) -> int:
+    from simulations.certs import DEFAULT_HOSTS, make_certificates
+
+    if args.nodes < 0:
+        raise ConfigError(f"--nodes={args.nodes} is not allowed; expected an integer >= 0")
+    if args.out_dir.exists() and any(args.out_dir.iterdir()):
+        raise ConfigError(f"certs: {args.out_dir} exists and is not empty; keys are never "
+                          "overwritten")
+    hosts = list(dict.fromkeys([*args.host, *DEFAULT_HOSTS]))
+    for path in make_certificates(args.out_dir, hosts, args.nodes):
+        print(path)
+    print(f"server certificate valid for: {', '.join(hosts)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command; return the exit code."""
     args = _parser().parse_args(argv)
@@ -144,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "certs":
+            return _certs(args)
     except ConfigError as err:
         print(f"fedsynth: error: {err}", file=sys.stderr)
         return 2

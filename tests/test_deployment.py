@@ -1,0 +1,137 @@
+"""Deployment Engine end to end: real SuperLink and SuperNode processes on loopback.
+
+TLS and SuperNode authentication are on, and each node reads its own data file.
+
+Every process is started in its own session and killed by process group at the end,
+also when a test fails.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client.dataset import load_partition
+from simulations.certs import make_certificates
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def federation(tmp_path):
+    """Certificates, two owners' data files and a Flower config naming the SuperLink."""
+    certs = tmp_path / "certs"
+    make_certificates(certs, ["localhost", "127.0.0.1"], nodes=3)
+    for i in range(2):
+        part = load_partition("digits", i, 2, scheme="iid", alpha=1.0, holdout=0.3, seed=0)
+        np.savez(tmp_path / f"owner-{i}.npz", x=part.x * 16, y=part.y)
+    port = _free_port()
+    home = tmp_path / "flwr-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        '[superlink]\ndefault = "fedsynth"\n\n[superlink.fedsynth]\n'
+        f'address = "127.0.0.1:{port}"\nroot-certificates = "{certs / "ca.crt"}"\n'
+    )
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": f"{BIN}:{os.environ['PATH']}",
+           "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    procs: list[subprocess.Popen] = []
+
+    def start(args, log):
+        with open(log, "w") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                    env=env, cwd=tmp_path, start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    start([BIN / "flower-superlink", "--ssl-ca-certfile", certs / "ca.crt",
+           "--ssl-certfile", certs / "server.crt", "--ssl-keyfile", certs / "server.key",
+           "--enable-supernode-auth", "--disable-runtime-dependency-installation",
+           "--host", "127.0.0.1", "--port", str(port)], tmp_path / "superlink.log")
+    _wait_for_port(port)
+    yield {"tmp": tmp_path, "certs": certs, "port": port, "env": env, "start": start}
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _wait_for_port(port, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def _supernode(fed, i, *, key=None, node_config=""):
+    key = key or fed["certs"] / f"node-{i}.key"
+    return fed["start"](
+        [BIN / "flower-supernode", "--superlink", f"127.0.0.1:{fed['port']}",
+         "--root-certificates", fed["certs"] / "ca.crt", "--auth-supernode-private-key", key,
+         "--port", str(_free_port()), "--node-config", node_config],
+        fed["tmp"] / f"node-{i}.log",
+    )
+
+
+def _flwr(fed, *args, timeout=120):
+    return subprocess.run([BIN / "flwr", *args], env=fed["env"], cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def test_two_authenticated_owners_train_over_tls(federation):
+    fed = federation
+    for i in range(2):
+        reg = _flwr(fed, "supernode", "register", str(fed["certs"] / f"node-{i}.pub"), "fedsynth")
+        assert reg.returncode == 0 and "registered successfully" in reg.stdout, reg.stdout
+        own = fed["tmp"] / f"owner-{i}.npz"
+        ledger = fed["tmp"] / f"owner-{i}-ledger.jsonl"
+        _supernode(fed, i, node_config=f'data-path="{own}" client-id={i} ledger-path="{ledger}"')
+    run_dir = fed["tmp"] / "run"
+    proc = _flwr(fed, "run", ".", "fedsynth", "--stream", "--run-config",
+                 f'num-clients=2 rounds=2 hidden-dim=16 synthetic-samples=100 run-dir="{run_dir}"',
+                 timeout=170)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = json.loads(_flwr(fed, "list", "--format", "json").stdout)
+    assert "finished:completed" in json.dumps(runs), runs
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["rounds_completed"] == 2
+    assert sorted(c["client_id"] for c in report["privacy"]["per_client"]) == [0, 1]
+    assert (run_dir / "synthetic" / "synthetic.npz").is_file()
+    audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir)], capture_output=True,
+                           text=True, timeout=120)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    for i in range(2):  # each owner audits its own spend from its own ledger
+        own = subprocess.run([BIN / "fedsynth", "audit", "--node-ledger",
+                              str(fed["tmp"] / f"owner-{i}-ledger.jsonl")],
+                             capture_output=True, text=True, timeout=120)
+        assert own.returncode == 0, own.stdout + own.stderr
+
+
+def test_an_unregistered_supernode_is_refused(federation):
+    fed = federation
+    node = _supernode(fed, 2)
+    code = node.wait(timeout=120)
+    log = (fed["tmp"] / "node-2.log").read_text()
+    assert code != 0
+    assert "Failed to activate SuperNode" in log
