@@ -124,19 +124,17 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
     )
     arrays = ArrayRecord(model.state_dict())
     user_dp = settings.client_dp.mode != "none"
-    strategy = client_dp.wrap(
-        FedAvgM(
-            server_learning_rate=settings.server_learning_rate,
-            server_momentum=settings.server_momentum,
-            fraction_train=1.0,
-            fraction_evaluate=0.0,
-            min_train_nodes=settings.num_clients,
-            min_available_nodes=settings.num_clients,
-            # Client-level DP's noise assumes a uniform average over owners.
-            weighted_by_key="unit-weight" if user_dp else "num-examples",
-        ),
-        settings.client_dp,
+    base = FedAvgM(
+        server_learning_rate=settings.server_learning_rate,
+        server_momentum=settings.server_momentum,
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=settings.num_clients,
+        min_available_nodes=settings.num_clients,
+        # Client-level DP's noise assumes a uniform average over owners.
+        weighted_by_key="unit-weight" if user_dp else "num-examples",
     )
+    strategy = client_dp.wrap(base, settings.client_dp)
     federation_accountant = client_dp.ClientLevelAccountant(settings.client_dp) if user_dp else None
     ledger = Ledger(run_dir / "ledger.jsonl")
     if settings.private or user_dp:
@@ -213,6 +211,9 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
             {"ledger_head": ledger.head, "exhausted_nodes": sorted(state.exhausted_nodes)},
         )
         _progress(settings, state, server_round, len(accepted), time.perf_counter() - t_round)
+        # Every owner must join the first round; later rounds go on with those still
+        # connected, so a node that disappears does not stall the federation.
+        base.min_available_nodes = base.min_train_nodes = 1
     timings["training"] = time.perf_counter() - t_train
 
     t_release = time.perf_counter()
