@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     aud.add_argument("run_dir", nargs="?", type=Path, help="the run directory")
     aud.add_argument("--node-ledger", type=Path, help="audit one owner's own ledger alone")
+    ev = sub.add_parser(
+        "evaluate", help="re-judge a run's release: utility, fidelity, membership attacks"
+    )
+    ev.add_argument("run_dir", type=Path)
     certs = sub.add_parser(
         "certs", help="create a CA, a SuperLink certificate and SuperNode keys for deployment"
     )
@@ -144,6 +148,26 @@ def _audit(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    import tomllib
+
+    from simulations.report import evaluate_into, print_summary, write_report
+
+    try:
+        run_config = tomllib.loads((args.run_dir / "config.toml").read_text())
+        report = json.loads((args.run_dir / "report.json").read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"evaluate: {args.run_dir} is not a finished run ({err.filename} "
+                          "is missing)") from None
+    except (ValueError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"evaluate: {args.run_dir}: unreadable run files ({err})") from None
+    evaluate_into(report, args.run_dir, run_config)
+    write_report(args.run_dir, report)
+    print_summary(report, args.run_dir)
+    return 0
+
+
 def _certs(args: argparse.Namespace) -> int:
     from simulations.certs import DEFAULT_HOSTS, make_certificates
 
@@ -169,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             return _audit(args)
         if args.command == "certs":
             return _certs(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
     except ConfigError as err:
         print(f"fedsynth: error: {err}", file=sys.stderr)
         return 2

@@ -7,14 +7,10 @@ import math
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from client.dataset import LabelledData, train_holdout
-from genai_models import BUILTIN_SPECS
 from server.atomic import write_text
-from simulations.utility import tstr_trtr
 
 RELATION = (
     "record-level: add or remove one record of one owner's data "
@@ -119,13 +115,18 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         ]
     lines += [
         "",
-        "## Utility (logistic regression, tested on the holdout)",
+        "## Utility (classifiers tested on the holdout)",
         "",
-        "| trained on | accuracy | macro-F1 |",
-        "| --- | --- | --- |",
-        f"| synthetic (TSTR) | {u['tstr_accuracy']:.3f} | {u['tstr_macro_f1']:.3f} |",
-        f"| real (TRTR) | {u['trtr_accuracy']:.3f} | {u['trtr_macro_f1']:.3f} |",
+        "| classifier | TSTR accuracy | TRTR accuracy | TSTR macro-F1 | TRTR macro-F1 |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {name} | {c['tstr']['accuracy']:.3f} | {c['trtr']['accuracy']:.3f} | "
+            f"{c['tstr']['macro_f1']:.3f} | {c['trtr']['macro_f1']:.3f} |"
+            for name, c in u["classifiers"].items()
+        ],
         "",
+        *_fidelity_lines(report["fidelity"]),
+        *_attack_lines(report["attacks"]),
         "## Privacy spent per owner",
         "",
         "| owner | records | steps | ε | budget | exhausted |",
@@ -157,6 +158,46 @@ def render_markdown(report: dict, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _fidelity_lines(f: dict) -> list[str]:
+    return [
+        "## Fidelity",
+        "",
+        f"Fréchet distance to the holdout in the feature space of a {f['feature_network']}: "
+        f"synthetic **{f['frechet_distance']:.2f}**, real training records "
+        f"{f['frechet_distance_real_train']:.2f} (the floor). Per class: "
+        + ", ".join(f"{k}: {v:.1f}" for k, v in f["frechet_distance_per_class"].items()),
+        "",
+    ]
+
+
+def _attack_lines(a: dict) -> list[str]:
+    summary = a["summary"]
+    theory = summary["theoretical_epsilon"]
+    lines = [
+        "## Membership inference (members: training records; non-members: holdout)",
+        "",
+        "| attack | ROC AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | empirical ε (95% lower bound) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    names = {"dcr": "distance to closest synthetic record", "model_elbo": "model ELBO (VAE)"}
+    for key, name in names.items():
+        if key in a:
+            r = a[key]
+            lines.append(f"| {name} | {r['auc']:.3f} | {r['tpr_at_fpr_1pct']:.3f} | "
+                         f"{r['tpr_at_fpr_0.1pct']:.3f} | {r['empirical_epsilon']:.3f} |")
+    lines += ["", f"Share of synthetic records closer to a training record than to a holdout "
+              f"record: {a['dcr']['share_closer_to_training']:.3f} (0.5 is ideal).", ""]
+    if theory is None:
+        lines.append("No DP: there is no theoretical ε to compare with.")
+    elif summary["exceeds_theory"]:
+        lines.append(f"**WARNING: the empirical lower bound {summary['max_empirical_epsilon']:.3f}"
+                     f" exceeds the theoretical ε {theory:.3f}. This is a bug to investigate.**")
+    else:
+        lines.append(f"The largest empirical lower bound, {summary['max_empirical_epsilon']:.3f}, "
+                     f"stays below the theoretical ε {theory:.3f}, as it must.")
+    return [*lines, ""]
+
+
 def print_summary(report: dict, run_dir: Path, console: Console | None = None) -> None:
     """The short table a user sees at the end of a run."""
     console = console or Console(highlight=False)
@@ -179,32 +220,47 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
     if p["client_level"] and p["client_level"]["epsilon"] is not None:
         c = p["client_level"]
         table.add_row("owner-level (ε, δ)", f"({c['epsilon']:.3f}, {c['delta']:g})")
-    table.add_row("TSTR accuracy", f"{u['tstr_accuracy']:.3f}")
-    table.add_row("TRTR accuracy", f"{u['trtr_accuracy']:.3f}")
+    table.add_row("TSTR accuracy (logistic)", f"{u['tstr_accuracy']:.3f}")
+    table.add_row("TRTR accuracy (logistic)", f"{u['trtr_accuracy']:.3f}")
+    attacks = report["attacks"]
+    if "model_elbo" in attacks:
+        table.add_row("attack AUC (ELBO / DCR)",
+                      f"{attacks['model_elbo']['auc']:.3f} / {attacks['dcr']['auc']:.3f}")
+    flag = " (EXCEEDS THEORY: investigate)" if attacks["summary"]["exceeds_theory"] else ""
+    table.add_row("empirical ε (lower bound)",
+                  f"{attacks['summary']['max_empirical_epsilon']:.3f}{flag}")
     table.add_row("run directory", str(run_dir))
     console.print(table)
 
 
-def finish_run(run_dir: Path, run_config: dict, state, timings: dict) -> dict:
-    """Evaluate the release against the holdout and write report.json and report.md."""
+def write_report(run_dir: Path, report: dict) -> None:
+    """Write report.json and report.md atomically."""
+    write_text(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text(run_dir / "report.md", render_markdown(report, run_dir))
+
+
+def evaluate_into(report: dict, run_dir: Path, run_config: dict) -> dict:
+    """Fill the report's utility, fidelity and attacks sections from the run directory."""
     import time
 
+    from simulations.evaluation import evaluate_release
+
     t0 = time.perf_counter()
-    spec = BUILTIN_SPECS[run_config["dataset"]]
-    train, holdout = train_holdout(
-        run_config["dataset"], float(run_config["holdout"]), int(run_config["seed"])
-    )
-    with np.load(run_dir / "synthetic" / "synthetic.npz") as synth:
-        synthetic = LabelledData(synth["x"] / spec.value_max, synth["y"])
-    utility = tstr_trtr(synthetic, train, holdout)
-    timings = {**timings, "evaluation": time.perf_counter() - t0}
-    report = build_report(run_config, state, timings, utility)
+    theory = report["privacy"]["max_epsilon"] if report["privacy"]["dp"] else None
+    report.update(evaluate_release(run_dir, run_config, theory))
+    report["timings"]["evaluation"] = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def finish_run(run_dir: Path, run_config: dict, state, timings: dict) -> dict:
+    """Evaluate the release, write report.json, report.md and the privacy plot, and show them."""
+    report = build_report(run_config, state, timings, {})
+    evaluate_into(report, run_dir, run_config)
     if (run_dir / "ledger.jsonl").exists():
         from simulations.audit import read_ledger
         from simulations.privacy_plot import plot_privacy_budget
 
         plot_privacy_budget(read_ledger(run_dir / "ledger.jsonl"), run_dir / "privacy_budget.png")
-    write_text(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    write_text(run_dir / "report.md", render_markdown(report, run_dir))
+    write_report(run_dir, report)
     print_summary(report, run_dir)
     return report

@@ -137,3 +137,23 @@ def test_heterogeneous_budgets_and_client_level_dp_are_enforced_and_audited(tmp_
     proc = _audit_cli(out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "owner-level" in (out / "report.md").read_text()
+
+
+def test_report_judges_the_release(private_run):
+    out, _ = private_run
+    report = json.loads((out / "report.json").read_text())
+    utility = report["utility"]["classifiers"]
+    assert set(utility) == {"logistic_regression", "random_forest"}
+    assert report["fidelity"]["frechet_distance"] > report["fidelity"]["frechet_distance_real_train"]
+    attacks = report["attacks"]
+    for name in ("dcr", "model_elbo"):
+        assert 0 <= attacks[name]["auc"] <= 1
+        assert attacks[name]["empirical_epsilon"] <= attacks["summary"]["theoretical_epsilon"]
+    assert attacks["summary"]["exceeds_theory"] is False
+    md = (out / "report.md").read_text()
+    assert "## Membership inference" in md and "random_forest" in md
+    proc = subprocess.run([sys.executable, "-m", "simulations.cli", "evaluate", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((out / "report.json").read_text())
+    assert again["utility"]["tstr_accuracy"] == pytest.approx(report["utility"]["tstr_accuracy"])

@@ -1,0 +1,53 @@
+"""Judge a release: utility, fidelity and membership attacks, from the run directory alone.
+
+Used at the end of every run and by ``fedsynth evaluate RUN_DIR``. It reads the
+released ``synthetic.npz``, the last checkpoint (the released global model) and the
+public built-in data split; members are the pooled training records, non-members
+the holdout (which never trained, P7).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from client.dataset import LabelledData, train_holdout
+from genai_models import BUILTIN_SPECS, build_model
+from server.checkpoints import load_latest
+from simulations.attacks import dcr_attack, elbo_attack
+from simulations.fidelity import image_fidelity
+from simulations.utility import tstr_trtr
+
+
+def evaluate_release(run_dir: Path, run_config: dict, theoretical_epsilon: float | None) -> dict:
+    """Return the report's ``utility``, ``fidelity`` and ``attacks`` sections."""
+    spec = BUILTIN_SPECS[run_config["dataset"]]
+    seed = int(run_config["seed"])
+    train, holdout = train_holdout(run_config["dataset"], float(run_config["holdout"]), seed)
+    with np.load(run_dir / "synthetic" / "synthetic.npz") as synth:
+        synthetic = LabelledData(synth["x"] / spec.value_max, synth["y"])
+    delta = float(run_config["delta"])
+    attacks = {"dcr": dcr_attack(synthetic.x, train.x, holdout.x, delta, seed)}
+    checkpoint = load_latest(run_dir)
+    if checkpoint is not None and run_config["model"] == "vae":
+        model = build_model(run_config["model"], spec, hidden_dim=int(run_config["hidden-dim"]),
+                            latent_dim=int(run_config["latent-dim"]))
+        model.load_state_dict(checkpoint["model"])
+        attacks["model_elbo"] = elbo_attack(model, train, holdout, delta, seed)
+    worst = max(a["empirical_epsilon"] for a in attacks.values())
+    attacks["summary"] = {
+        "max_empirical_epsilon": worst,
+        "theoretical_epsilon": theoretical_epsilon,
+        # An empirical lower bound above the proven upper bound means a bug somewhere.
+        "exceeds_theory": theoretical_epsilon is not None and math.isfinite(theoretical_epsilon)
+        and worst > theoretical_epsilon,
+        "members": "pooled training records of all owners",
+        "nonmembers": "the holdout",
+    }
+    return {
+        "utility": tstr_trtr(synthetic, train, holdout, seed),
+        "fidelity": image_fidelity(synthetic, train, holdout, seed),
+        "attacks": attacks,
+    }
