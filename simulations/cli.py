@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     aud.add_argument("run_dir", nargs="?", type=Path, help="the run directory")
     aud.add_argument("--node-ledger", type=Path, help="audit one owner's own ledger alone")
+    sw = sub.add_parser("sweep", help="run the privacy-utility trade-off over ε, models, seeds")
+    sw.add_argument("--epsilons", default="0.5,1,2,4,8,inf")
+    sw.add_argument("--models", default="vae")
+    sw.add_argument("--dataset", default="digits")
+    sw.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    sw.add_argument("--out", type=Path, default=Path("runs/sweep"))
+    sw.add_argument("--rounds", type=int, default=None)
+    sw.add_argument("--num-clients", type=int, default=None)
     ev = sub.add_parser(
         "evaluate", help="re-judge a run's release: utility, fidelity, membership attacks"
     )
@@ -148,6 +156,36 @@ def _audit(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    import math
+
+    from simulations.sweep import run_sweep
+
+    eps = []
+    for item in args.epsilons.split(","):
+        try:
+            value = math.inf if item.strip() == "inf" else float(item)
+        except ValueError:
+            raise ConfigError(f"--epsilons: {item!r} is not a number or inf") from None
+        if not value > 0:
+            raise ConfigError(f"--epsilons: {item!r} is not allowed; expected numbers > 0 or inf")
+        eps.append(value)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds={args.seeds} is not allowed; expected an integer >= 1")
+    extra = []
+    for flag in ("rounds", "num_clients"):
+        if getattr(args, flag) is not None:
+            extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    # Validate one cell up front so that a bad model or dataset fails in one line.
+    for model in models:
+        ExperimentConfig.from_mapping({"model": model, "dataset": args.dataset}, "flags").validate()
+    frame = run_sweep(epsilons=eps, models=models, dataset=args.dataset, seeds=args.seeds,
+                      out=args.out, extra=extra)
+    print(f"wrote {args.out / 'sweep.csv'}, {args.out / 'tradeoff.png'}, {args.out / 'sweep.md'}")
+    return 0 if len(frame) == len(eps) * len(models) * args.seeds else 1
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import json
     import tomllib
@@ -195,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             return _certs(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "sweep":
+            return _sweep(args)
     except ConfigError as err:
         print(f"fedsynth: error: {err}", file=sys.stderr)
         return 2
