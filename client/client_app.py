@@ -20,7 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from client.budget import History, calibrate_noise, epsilon_of, steps_that_fit
-from client.dataset import LabelledData, load_npz, load_partition
+from client.dataset import LabelledData, load_npz, load_partition, with_canaries
 from client.dp_training import RoundOutcome, train_nonprivate, train_private
 from client.settings import ClientSettings
 from genai_models import BUILTIN_SPECS, build_model
@@ -34,7 +34,7 @@ app = ClientApp()
 def _load_data(s: ClientSettings) -> LabelledData:
     if s.data_path:
         return load_npz(s.data_path, BUILTIN_SPECS[s.dataset])
-    return load_partition(
+    data = load_partition(
         s.dataset,
         s.client_id,
         s.num_partitions,
@@ -43,6 +43,9 @@ def _load_data(s: ClientSettings) -> LabelledData:
         holdout=s.holdout,
         seed=s.seed,
     )
+    if s.canaries and s.client_id == 0:  # the canary audit's owner
+        data = with_canaries(data, BUILTIN_SPECS[s.dataset], s.canaries, s.seed)
+    return data
 
 
 def _restore(context: Context) -> tuple[float, History]:

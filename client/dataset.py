@@ -104,6 +104,25 @@ def load_partition(
     return LabelledData(train.x[idx], train.y[idx])
 
 
+def canaries(spec: DataSpec, k: int, seed: int) -> tuple[LabelledData, LabelledData]:
+    """2k out-of-distribution records: k to insert into one owner's data, k held out.
+
+    Each canary is a sparse random pattern of bright pixels with a random label,
+    unlike any digit; the two halves come from the same distribution, so the
+    attacks' success in telling them apart measures memorisation of the inserted ones.
+    """
+    rng = np.random.default_rng(10_000 + seed)
+    x = (rng.random((2 * k, spec.num_features)) < 0.25).astype(np.float32)
+    y = rng.integers(0, spec.num_classes, 2 * k)
+    return LabelledData(x[:k], y[:k]), LabelledData(x[k:], y[k:])
+
+
+def with_canaries(data: LabelledData, spec: DataSpec, k: int, seed: int) -> LabelledData:
+    """``data`` with the k inserted canaries appended (the canary audit's owner)."""
+    inserted, _ = canaries(spec, k, seed)
+    return LabelledData(np.concatenate([data.x, inserted.x]), np.concatenate([data.y, inserted.y]))
+
+
 def load_npz(path: str | Path, spec: DataSpec) -> LabelledData:
     """An owner's own image file: ``x`` (raw pixel values) and ``y`` arrays.
 

@@ -53,6 +53,7 @@ class ClientSettings:
     hidden_dim: int
     latent_dim: int
     ledger_path: str
+    canaries: int
 
     @property
     def private(self) -> bool:
@@ -95,6 +96,7 @@ class ClientSettings:
             hidden_dim=int(run["hidden-dim"]),
             latent_dim=int(run["latent-dim"]),
             ledger_path=str(node.get("ledger-path", "")),
+            canaries=int(run.get("canaries", 0)),
         )
         if settings.accountant not in ACCOUNTANTS:
             raise ValueError(

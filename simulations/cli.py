@@ -38,6 +38,7 @@ SIMULATE_FLAGS = {
     "client-noise": float,
     "client-clip": float,
     "client-delta": float,
+    "canaries": int,
 }
 
 

@@ -83,6 +83,8 @@ class ExperimentConfig:
     """Clipping norm of each owner's whole update (initial norm when adaptive)."""
     client_delta: float = 1e-3
     """Delta of the client-level guarantee (must be below 1 / num-clients)."""
+    canaries: int = 0
+    """Canary audit: insert this many out-of-distribution records into owner 0's data."""
 
     @property
     def private(self) -> bool:
@@ -145,6 +147,8 @@ class ExperimentConfig:
                   f"a value above {2 * floor:.3g} with the RDP accountant at delta="
                   f"{self.delta:g} (RDP cannot certify less than {floor:.3g}, whatever the "
                   "noise); use --accountant prv for smaller budgets")
+        if self.canaries < 0:
+            _fail("canaries", self.canaries, "an integer >= 0")
         for key in ("max_grad_norm", "learning_rate", "alpha"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 _fail(key, getattr(self, key), "a finite number > 0")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client.dataset import LabelledData, train_holdout
+from client.dataset import LabelledData, canaries, train_holdout
 from genai_models import BUILTIN_SPECS, build_model
 from server.checkpoints import load_latest
 from simulations.attacks import dcr_attack, elbo_attack
@@ -36,6 +36,14 @@ def evaluate_release(run_dir: Path, run_config: dict, theoretical_epsilon: float
                             latent_dim=int(run_config["latent-dim"]))
         model.load_state_dict(checkpoint["model"])
         attacks["model_elbo"] = elbo_attack(model, train, holdout, delta, seed)
+    k = int(run_config.get("canaries", 0))
+    if k and "model_elbo" in attacks:
+        inserted, held_out = canaries(spec, k, seed)
+        attacks["canaries"] = {
+            **elbo_attack(model, inserted, held_out, delta, seed),
+            "inserted_into": "owner 0",
+            "attack": "model ELBO, K inserted against K held-out canaries",
+        }
     worst = max(a["empirical_epsilon"] for a in attacks.values())
     attacks["summary"] = {
         "max_empirical_epsilon": worst,

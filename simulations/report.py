@@ -179,7 +179,8 @@ def _attack_lines(a: dict) -> list[str]:
         "| attack | ROC AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | empirical ε (95% lower bound) |",
         "| --- | --- | --- | --- | --- |",
     ]
-    names = {"dcr": "distance to closest synthetic record", "model_elbo": "model ELBO (VAE)"}
+    names = {"dcr": "distance to closest synthetic record", "model_elbo": "model ELBO (VAE)",
+             "canaries": "canaries: inserted vs held out (ELBO)"}
     for key, name in names.items():
         if key in a:
             r = a[key]

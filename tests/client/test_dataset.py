@@ -48,3 +48,17 @@ def test_npz_with_bad_label_names_file_and_row(tmp_path):
     np.savez(path, x=np.zeros((3, 64)), y=np.array([0, 11, 2]))
     with pytest.raises(ValueError, match=r"owner.npz: row 1: label 11 outside 0..9"):
         load_npz(path, BUILTIN_SPECS["digits"])
+
+
+def test_canaries_are_seeded_out_of_distribution_and_split_in_two():
+    from client.dataset import canaries, with_canaries
+
+    spec = BUILTIN_SPECS["digits"]
+    inserted, held_out = canaries(spec, 8, seed=3)
+    again, _ = canaries(spec, 8, seed=3)
+    assert np.array_equal(inserted.x, again.x) and len(held_out) == 8
+    assert not np.array_equal(inserted.x, held_out.x)
+    assert set(np.unique(inserted.x)) <= {0.0, 1.0}  # unlike any digit's grey levels
+    base = load_partition("digits", 0, 3, scheme="iid", alpha=1.0, holdout=0.3, seed=3)
+    grown = with_canaries(base, spec, 8, seed=3)
+    assert len(grown) == len(base) + 8 and np.array_equal(grown.x[-8:], inserted.x)
