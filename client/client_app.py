@@ -22,8 +22,10 @@ from flwr.clientapp import ClientApp
 from client.budget import History, calibrate_noise, epsilon_of, steps_that_fit
 from client.dataset import LabelledData, load_npz, load_partition, with_canaries
 from client.dp_training import RoundOutcome, train_nonprivate, train_private
+from client.gan_training import train_nonprivate_gan, train_private_gan
 from client.settings import ClientSettings
 from genai_models import BUILTIN_SPECS, build_model
+from genai_models.cgan import ConditionalGAN
 from server.ledger import Ledger
 
 STATE_KEY = "fedsynth-privacy"
@@ -89,8 +91,9 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     torch.manual_seed(s.seed * 1_000_003 + server_round * 1009 + s.client_id)
 
+    gan = isinstance(model, ConditionalGAN)
     if not s.private:
-        outcome = train_nonprivate(
+        outcome = (train_nonprivate_gan if gan else train_nonprivate)(
             model,
             data,
             epochs=s.local_epochs,
@@ -126,7 +129,7 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
     if steps == 0:
         outcome = RoundOutcome(0, float("nan"), history)
         return _reply(msg, model, outcome, s, len(data), "exhausted", None)
-    outcome = train_private(
+    outcome = (train_private_gan if gan else train_private)(
         model,
         data,
         steps=steps,

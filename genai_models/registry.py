@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from genai_models.cgan import ConditionalGAN
 from genai_models.cvae import ConditionalVAE
 from genai_models.data_spec import DataSpec
 
@@ -14,7 +15,11 @@ def _vae(spec: DataSpec, hidden_dim: int, latent_dim: int) -> nn.Module:
     return ConditionalVAE(spec.num_features, spec.num_classes, hidden_dim, latent_dim)
 
 
-MODELS: dict[str, Callable[[DataSpec, int, int], nn.Module]] = {"vae": _vae}
+def _gan(spec: DataSpec, hidden_dim: int, latent_dim: int) -> nn.Module:
+    return ConditionalGAN(spec.num_features, spec.num_classes, hidden_dim, latent_dim)
+
+
+MODELS: dict[str, Callable[[DataSpec, int, int], nn.Module]] = {"vae": _vae, "gan": _gan}
 
 
 def build_model(name: str, spec: DataSpec, *, hidden_dim: int, latent_dim: int) -> nn.Module:

@@ -103,3 +103,15 @@ def elbo_attack(model, members, nonmembers, delta: float, seed: int) -> dict:
         elbo_scores(model, members.x, members.y), elbo_scores(model, nonmembers.x, nonmembers.y),
         delta,
     )
+
+
+@torch.no_grad()
+def discriminator_attack(model, members, nonmembers, delta: float, seed: int) -> dict:
+    """LOGAN-style attack for the GAN: a higher discriminator score means more likely a member."""
+    disc = model.discriminator.eval()
+
+    def scores(data) -> np.ndarray:
+        x = torch.from_numpy(np.asarray(data.x, np.float32))
+        return disc(x, torch.from_numpy(np.asarray(data.y))).numpy()
+
+    return attack_metrics(scores(members), scores(nonmembers), delta)

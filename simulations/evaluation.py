@@ -16,7 +16,7 @@ import numpy as np
 from client.dataset import LabelledData, canaries, train_holdout
 from genai_models import BUILTIN_SPECS, build_model
 from server.checkpoints import load_latest
-from simulations.attacks import dcr_attack, elbo_attack
+from simulations.attacks import dcr_attack, discriminator_attack, elbo_attack
 from simulations.fidelity import image_fidelity
 from simulations.utility import tstr_trtr
 
@@ -31,18 +31,26 @@ def evaluate_release(run_dir: Path, run_config: dict, theoretical_epsilon: float
     delta = float(run_config["delta"])
     attacks = {"dcr": dcr_attack(synthetic.x, train.x, holdout.x, delta, seed)}
     checkpoint = load_latest(run_dir)
-    if checkpoint is not None and run_config["model"] == "vae":
+    model_attack = None
+    if checkpoint is not None:
         model = build_model(run_config["model"], spec, hidden_dim=int(run_config["hidden-dim"]),
                             latent_dim=int(run_config["latent-dim"]))
         model.load_state_dict(checkpoint["model"])
-        attacks["model_elbo"] = elbo_attack(model, train, holdout, delta, seed)
+        # The VAE is attacked through its per-record ELBO, the GAN through its
+        # discriminator's score (LOGAN); both are the released global model.
+        model_attack = elbo_attack if run_config["model"] == "vae" else discriminator_attack
+        attacks["model"] = {
+            **model_attack(model, train, holdout, delta, seed),
+            "attack": "per-record ELBO" if model_attack is elbo_attack
+            else "discriminator score (LOGAN)",
+        }
     k = int(run_config.get("canaries", 0))
-    if k and "model_elbo" in attacks:
+    if k and model_attack is not None:
         inserted, held_out = canaries(spec, k, seed)
         attacks["canaries"] = {
-            **elbo_attack(model, inserted, held_out, delta, seed),
+            **model_attack(model, inserted, held_out, delta, seed),
             "inserted_into": "owner 0",
-            "attack": "model ELBO, K inserted against K held-out canaries",
+            "attack": "the model attack, K inserted against K held-out canaries",
         }
     worst = max(a["empirical_epsilon"] for a in attacks.values())
     attacks["summary"] = {

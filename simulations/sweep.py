@@ -33,7 +33,7 @@ def _cell_row(model: str, eps: float, seed: int, run_dir: Path, wall: float) -> 
         "trtr_lr": lr["trtr"]["accuracy"],
         "frechet_distance": report["fidelity"].get("frechet_distance"),
         "dcr_auc": a["dcr"]["auc"],
-        "model_attack_auc": a.get("model_elbo", {}).get("auc"),
+        "model_attack_auc": a.get("model", {}).get("auc"),
         "empirical_epsilon": a["summary"]["max_empirical_epsilon"],
         "max_epsilon_spent": report["privacy"]["max_epsilon"],
         "wall_seconds": wall, "run_dir": str(run_dir),

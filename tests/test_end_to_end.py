@@ -146,7 +146,7 @@ def test_report_judges_the_release(private_run):
     assert set(utility) == {"logistic_regression", "random_forest"}
     assert report["fidelity"]["frechet_distance"] > report["fidelity"]["frechet_distance_real_train"]
     attacks = report["attacks"]
-    for name in ("dcr", "model_elbo"):
+    for name in ("dcr", "model"):
         assert 0 <= attacks[name]["auc"] <= 1
         assert attacks[name]["empirical_epsilon"] <= attacks["summary"]["theoretical_epsilon"]
     assert attacks["summary"]["exceeds_theory"] is False

@@ -1,0 +1,127 @@
+"""Local training of a conditional GAN for one round: only the discriminator is private.
+
+Each step draws a Poisson batch of real records, generates as many fakes with
+uniformly drawn labels (no real label reaches the generator), and takes one
+DP-SGD step of the discriminator over ``cat([real, fake])`` (per-sample clipped
+and noised, one accountant step). The generator then takes a step through the
+discriminator with its hooks disabled: it never sees a real record (P1).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from opacus import PrivacyEngine
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from client.budget import History
+from client.dataset import LabelledData
+from client.dp_training import RoundOutcome, _optimizer, _tensors
+from genai_models.cgan import ConditionalGAN
+
+GENERATOR_LR = 2e-3
+
+
+def _generator_optimizer(model: ConditionalGAN) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.generator.parameters(), lr=GENERATOR_LR, betas=(0.5, 0.999))
+
+
+def _d_loss(disc, real_x, real_y, fake_x, fake_y) -> torch.Tensor:
+    x, y = torch.cat([real_x, fake_x]), torch.cat([real_y, fake_y])
+    target = torch.cat([torch.ones(len(real_x)), torch.zeros(len(fake_x))])
+    per_record = F.binary_cross_entropy_with_logits(disc(x, y), target, reduction="none")
+    return per_record.sum() / max(len(x), 1)
+
+
+def _g_step(model: ConditionalGAN, disc, g_opt, n: int) -> None:
+    labels = torch.randint(0, model.num_classes, (n,))
+    g_opt.zero_grad(set_to_none=True)
+    logits = disc(model.generate(labels), labels)
+    F.binary_cross_entropy_with_logits(logits, torch.ones(n)).backward()
+    g_opt.step()
+
+
+def train_private_gan(
+    model: ConditionalGAN,
+    data: LabelledData,
+    *,
+    steps: int,
+    noise_multiplier: float,
+    sample_rate: float,
+    max_grad_norm: float,
+    learning_rate: float,
+    accountant: str,
+    history: History,
+    optimizer: str = "sgd",
+) -> RoundOutcome:
+    """Run exactly ``steps`` private discriminator steps (each followed by a generator step)."""
+    batches = round(1.0 / sample_rate)
+    loader = DataLoader(_tensors(data), batch_size=math.ceil(len(data) / batches))
+    d_opt = _optimizer(optimizer, model.discriminator, learning_rate)
+    g_opt = _generator_optimizer(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        engine = PrivacyEngine(accountant=accountant)
+        engine.accountant.history = list(history)
+        disc, d_opt, loader = engine.make_private(
+            module=model.discriminator, optimizer=d_opt, data_loader=loader,
+            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+            poisson_sampling=True,
+        )
+        done, total = 0, 0.0
+        while done < steps:
+            for real_x, real_y in loader:
+                if done >= steps:
+                    break
+                n = len(real_x)
+                fake_y = torch.randint(0, model.num_classes, (n,))
+                with torch.no_grad():
+                    fake_x = model.generate(fake_y)
+                d_opt.zero_grad(set_to_none=True)
+                loss = _d_loss(disc, real_x, real_y, fake_x, fake_y)
+                loss.backward()
+                d_opt.step()
+                d_opt.zero_grad(set_to_none=True)
+                total += float(loss.detach())
+                done += 1
+                if n:
+                    disc.disable_hooks()
+                    _g_step(model, disc, g_opt, n)
+                    disc.enable_hooks()
+                    d_opt.zero_grad(set_to_none=True)
+    disc.remove_hooks()
+    return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
+
+
+def train_nonprivate_gan(
+    model: ConditionalGAN,
+    data: LabelledData,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    max_norm: float = 1.0,
+    optimizer: str = "sgd",
+) -> RoundOutcome:
+    """The no-DP baseline: the same alternating steps without clipping or noise."""
+    loader = DataLoader(_tensors(data), batch_size=batch_size, shuffle=True)
+    d_opt = _optimizer(optimizer, model.discriminator, learning_rate)
+    g_opt = _generator_optimizer(model)
+    done, total = 0, 0.0
+    for _ in range(epochs):
+        for real_x, real_y in loader:
+            fake_y = torch.randint(0, model.num_classes, (len(real_x),))
+            with torch.no_grad():
+                fake_x = model.generate(fake_y)
+            d_opt.zero_grad(set_to_none=True)
+            loss = _d_loss(model.discriminator, real_x, real_y, fake_x, fake_y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.discriminator.parameters(), max_norm)
+            d_opt.step()
+            _g_step(model, model.discriminator, g_opt, len(real_x))
+            total += float(loss.detach())
+            done += 1
+    return RoundOutcome(done, total / max(done, 1), [])
