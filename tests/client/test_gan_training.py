@@ -54,7 +54,7 @@ def test_only_the_discriminator_is_private_and_every_step_is_counted(monkeypatch
                             max_grad_norm=1.0, learning_rate=0.1, accountant="rdp",
                             history=[(1.0, 0.25, 3)])
     assert out.steps == 5 and out.history == [(1.0, 0.25, 8)]
-    assert any(not torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters(), strict=True))
     # Opacus hooks are gone: the module is plain again for the next round's averaging.
     assert not hasattr(model.discriminator, "_module")
     assert all(getattr(p, "grad_sample", None) is None for p in model.parameters())
@@ -65,4 +65,4 @@ def test_nonprivate_baseline_trains_both_networks():
     before = [p.detach().clone() for p in model.parameters()]
     out = train_nonprivate_gan(model, data, epochs=1, batch_size=10, learning_rate=0.1)
     assert out.steps == 4
-    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -49,5 +49,5 @@ def test_opacus_validator_accepts_the_model():
 
 
 def test_unknown_model_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match="unknown model 'diffusion'; allowed: vae"):
+    with pytest.raises(ValueError, match="unknown model 'diffusion'; allowed: gan, vae"):
         build_model("diffusion", BUILTIN_SPECS["digits"], hidden_dim=8, latent_dim=2)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--model", "diffusion"], "model='diffusion' is not allowed; expected one of vae"),
+        (["--model", "diffusion"], "model='diffusion' is not allowed; expected one of gan, vae"),
         (["--dataset", "imagenet"], "dataset='imagenet' is not allowed; expected one of digits"),
         (["--epsilon", "0"], "epsilon=0.0 is not allowed; expected a number > 0"),
         (["--epsilon", "-1"], "epsilon=-1.0 is not allowed"),
@@ -72,7 +72,7 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (
-        "fedsynth: error: model='nope' is not allowed; expected one of vae"
+        "fedsynth: error: model='nope' is not allowed; expected one of gan, vae"
     )
 
 
