@@ -20,11 +20,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from client.budget import History, calibrate_noise, epsilon_of, steps_that_fit
-from client.dataset import LabelledData, load_npz, load_partition, with_canaries
+from client.dataset import LabelledData, load_owner_file, load_partition, with_canaries
 from client.dp_training import RoundOutcome, train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
 from client.settings import ClientSettings
-from genai_models import BUILTIN_SPECS, build_model
+from genai_models import build_model, resolve
 from genai_models.cgan import ConditionalGAN
 from server.ledger import Ledger
 
@@ -34,8 +34,10 @@ app = ClientApp()
 
 
 def _load_data(s: ClientSettings) -> LabelledData:
-    if s.data_path:
-        return load_npz(s.data_path, BUILTIN_SPECS[s.dataset])
+    """The owner's own file (deployment), else its partition of the run's data (simulation)."""
+    spec, codec = resolve(s.dataset, s.schema_path)
+    if s.own_data_path:
+        return load_owner_file(s.own_data_path, spec, codec)
     data = load_partition(
         s.dataset,
         s.client_id,
@@ -44,9 +46,11 @@ def _load_data(s: ClientSettings) -> LabelledData:
         alpha=s.alpha,
         holdout=s.holdout,
         seed=s.seed,
+        data_path=s.data_path,
+        schema_path=s.schema_path,
     )
     if s.canaries and s.client_id == 0:  # the canary audit's owner
-        data = with_canaries(data, BUILTIN_SPECS[s.dataset], s.canaries, s.seed)
+        data = with_canaries(data, spec, s.canaries, s.seed)
     return data
 
 
@@ -86,7 +90,8 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
     server_round = int(config["server-round"])
     data = _load_data(s)
     model = build_model(
-        s.model, BUILTIN_SPECS[s.dataset], hidden_dim=s.hidden_dim, latent_dim=s.latent_dim
+        s.model, resolve(s.dataset, s.schema_path)[0], hidden_dim=s.hidden_dim,
+        latent_dim=s.latent_dim,
     )
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     torch.manual_seed(s.seed * 1_000_003 + server_round * 1009 + s.client_id)

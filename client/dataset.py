@@ -12,8 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from genai_models import BUILTIN_SPECS, DataSpec
+from genai_models import DataSpec, resolve
+from genai_models.table_codec import DataError, TableCodec
 
 PARTITIONS = ("iid", "dirichlet")
 
@@ -29,41 +31,79 @@ class LabelledData:
         return len(self.y)
 
 
-def _load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, DataSpec]:
-    if name not in BUILTIN_SPECS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(sorted(BUILTIN_SPECS))}")
-    spec = BUILTIN_SPECS[name]
+def _sklearn_table(name: str) -> pd.DataFrame:
+    """A shipped scikit-learn table with its target named and labelled as in its schema."""
+    from sklearn.datasets import load_breast_cancer, load_wine
+
+    loader = {"breast-cancer": load_breast_cancer, "wine": load_wine}[name]
+    bunch = loader(as_frame=True)
+    frame = bunch.frame.copy()
+    target = {"breast-cancer": "diagnosis", "wine": "class"}[name]
+    frame[target] = [str(bunch.target_names[i]) for i in frame.pop("target")]
+    return frame
+
+
+def read_csv(path: str | Path, codec: TableCodec) -> tuple[np.ndarray, np.ndarray]:
+    """Encode a CSV file by its schema; errors name the file, row, column and value."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    return codec.encode(frame, str(path))
+
+
+@lru_cache(maxsize=8)
+def _records(name: str, data_path: str, schema_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every record of a dataset, encoded for the models."""
+    spec, codec = resolve(name, schema_path)
     if name == "digits":
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
         x = np.clip(bunch.data / spec.value_max, 0.0, 1.0).astype(np.float32)
-        return x, bunch.target.astype(np.int64), spec
-    raise AssertionError(f"no loader for built-in dataset {name!r}")  # pragma: no cover
+        return x, bunch.target.astype(np.int64)
+    if name == "csv":
+        if not data_path:
+            raise ValueError("dataset 'csv' needs its file: --data FILE.csv")
+        return read_csv(data_path, codec)
+    return codec.encode(_sklearn_table(name), f"scikit-learn {name}")
 
 
-@lru_cache(maxsize=4)
-def train_holdout(name: str, holdout: float, seed: int) -> tuple[LabelledData, LabelledData]:
-    """Split a built-in dataset into (pooled training records, holdout)."""
+@lru_cache(maxsize=8)
+def train_holdout(
+    name: str, holdout: float, seed: int, data_path: str = "", schema_path: str = ""
+) -> tuple[LabelledData, LabelledData]:
+    """Split a dataset into (pooled training records, holdout), stratified by label."""
     from sklearn.model_selection import train_test_split
 
-    x, y, _ = _load_builtin(name)
-    x_tr, x_ho, y_tr, y_ho = train_test_split(
-        x, y, test_size=holdout, stratify=y, random_state=seed
-    )
+    x, y = _records(name, data_path, schema_path)
+    try:
+        parts = train_test_split(x, y, test_size=holdout, stratify=y, random_state=seed)
+    except ValueError:  # a class too rare to stratify: split without stratification
+        parts = train_test_split(x, y, test_size=holdout, random_state=seed)
+    x_tr, x_ho, y_tr, y_ho = parts
     return LabelledData(x_tr, y_tr), LabelledData(x_ho, y_ho)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def partition_indices(
-    name: str, holdout: float, seed: int, num_partitions: int, scheme: str, alpha: float
+    name: str,
+    holdout: float,
+    seed: int,
+    num_partitions: int,
+    scheme: str,
+    alpha: float,
+    data_path: str = "",
+    schema_path: str = "",
 ) -> tuple[np.ndarray, ...]:
     """Indices into the pooled training records for each partition."""
-    import pandas as pd
     from datasets import Dataset
     from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner
 
-    train, _ = train_holdout(name, holdout, seed)
+    train, _ = train_holdout(name, holdout, seed, data_path, schema_path)
     if num_partitions > len(train):
         raise ValueError(
             f"num-clients={num_partitions} exceeds the {len(train)} training records of {name!r}"
@@ -97,10 +137,14 @@ def load_partition(
     alpha: float,
     holdout: float,
     seed: int,
+    data_path: str = "",
+    schema_path: str = "",
 ) -> LabelledData:
     """The records of one simulated owner."""
-    train, _ = train_holdout(name, holdout, seed)
-    idx = partition_indices(name, holdout, seed, num_partitions, scheme, alpha)[partition_id]
+    train, _ = train_holdout(name, holdout, seed, data_path, schema_path)
+    idx = partition_indices(
+        name, holdout, seed, num_partitions, scheme, alpha, data_path, schema_path
+    )[partition_id]
     return LabelledData(train.x[idx], train.y[idx])
 
 
@@ -121,6 +165,13 @@ def with_canaries(data: LabelledData, spec: DataSpec, k: int, seed: int) -> Labe
     """``data`` with the k inserted canaries appended (the canary audit's owner)."""
     inserted, _ = canaries(spec, k, seed)
     return LabelledData(np.concatenate([data.x, inserted.x]), np.concatenate([data.y, inserted.y]))
+
+
+def load_owner_file(path: str | Path, spec: DataSpec, codec: TableCodec | None) -> LabelledData:
+    """An owner's own file in deployment: NPZ for images, CSV (by the schema) for tables."""
+    if codec is not None:
+        return LabelledData(*read_csv(path, codec))
+    return load_npz(path, spec)
 
 
 def load_npz(path: str | Path, spec: DataSpec) -> LabelledData:

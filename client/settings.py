@@ -36,6 +36,8 @@ class ClientSettings:
     model: str
     dataset: str
     data_path: str
+    own_data_path: str
+    schema_path: str
     num_partitions: int
     partition: str
     alpha: float
@@ -78,7 +80,9 @@ class ClientSettings:
             client_id=client_id,
             model=str(run["model"]),
             dataset=str(run["dataset"]),
-            data_path=str(node.get("data-path", run.get("data-path", ""))),
+            data_path=str(run.get("data-path", "")),
+            own_data_path=str(node.get("data-path", "")),
+            schema_path=str(node.get("schema-path", run.get("schema-path", ""))),
             num_partitions=int(node.get("num-partitions", run["num-clients"])),
             partition=str(run["partition"]),
             alpha=float(run["alpha"]),

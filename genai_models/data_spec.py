@@ -3,31 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from genai_models.schema import load_schema
+from genai_models.table_codec import TableCodec
+
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+TABLES = ("breast-cancer", "wine")
+DATASETS = ("digits", *TABLES, "csv")
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Shape, label set and value range of a dataset, all public (invariant P5).
+    """Width, label set and value range of a dataset's model inputs, all public (P5).
 
-    Images are stored flattened; ``value_max`` is the documented upper bound of a
-    pixel (for example 16 for scikit-learn's digits), never a statistic of the data.
+    Images are stored flattened with ``value_max`` their documented upper bound
+    (16 for scikit-learn's digits), never a statistic of the data; tables are
+    encoded by their schema's codec into ``num_features`` values in [0, 1].
     """
 
     name: str
     kind: str
-    image_shape: tuple[int, int]
+    num_features: int
     num_classes: int
-    value_max: float
-
-    @property
-    def num_features(self) -> int:
-        """Number of input features (pixels) per record."""
-        return self.image_shape[0] * self.image_shape[1]
+    value_max: float = 1.0
+    image_shape: tuple[int, int] | None = None
 
 
-BUILTIN_SPECS: dict[str, DataSpec] = {
-    # scikit-learn documents digits as 8x8 images of integers in 0..16.
-    "digits": DataSpec(
-        name="digits", kind="image", image_shape=(8, 8), num_classes=10, value_max=16.0
-    ),
-}
+DIGITS = DataSpec(name="digits", kind="image", num_features=64, num_classes=10,
+                  value_max=16.0, image_shape=(8, 8))
+
+
+def resolve(dataset: str, schema_path: str = "") -> tuple[DataSpec, TableCodec | None]:
+    """The spec of a dataset (and its codec for tables), from public metadata only."""
+    if dataset == "digits":
+        return DIGITS, None
+    if dataset in TABLES:
+        schema_path = str(SCHEMA_DIR / f"{dataset}.toml")
+    elif dataset == "csv":
+        if not schema_path:
+            raise ValueError("dataset 'csv' needs a schema: --schema FILE.toml")
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
+    codec = TableCodec(load_schema(schema_path))
+    spec = DataSpec(name=dataset, kind="table", num_features=codec.width,
+                    num_classes=len(codec.schema.classes))
+    return spec, codec

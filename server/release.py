@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from genai_models import DataSpec
+from genai_models.table_codec import TableCodec
 from server.atomic import write_with
 
 
@@ -27,6 +29,24 @@ def release_images(
     write_with(out_dir / "synthetic.npz", lambda handle: np.savez_compressed(handle, x=x, y=y))
     _sample_grid(x, y, spec, out_dir / "samples.png")
     return x, y
+
+
+def release_table(
+    model: nn.Module, codec: TableCodec, n: int, seed: int, out_dir: Path
+) -> pd.DataFrame:
+    """Sample ``n`` rows (classes of the target balanced) into ``synthetic.csv``.
+
+    The rows have the schema's columns, order, dtypes and categories; balanced
+    classes are a public choice (the real class shares would be a private statistic).
+    """
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    classes = len(codec.schema.classes)
+    x01, y = model.sample(n, torch.arange(n) % classes, generator=gen)
+    frame = codec.decode(x01.numpy(), y.numpy())
+    write_with(out_dir / "synthetic.csv",
+               lambda handle: handle.write(frame.to_csv(index=False).encode("utf-8")))
+    return frame
 
 
 def _sample_grid(x: np.ndarray, y: np.ndarray, spec: DataSpec, path: Path, per_class: int = 10):

@@ -22,12 +22,12 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvgM
 from rich.console import Console
 
-from genai_models import BUILTIN_SPECS, build_model
+from genai_models import build_model, resolve
 from server import client_dp
 from server.atomic import write_text
 from server.checkpoints import save_checkpoint
 from server.ledger import EVENT_FIELDS, GENESIS, Ledger
-from server.release import release_images
+from server.release import release_images, release_table
 from server.settings import ServerSettings
 
 app = ServerApp()
@@ -117,7 +117,7 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
     run_dir = resolve_run_dir(settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.toml", tomli_w.dumps(dict(run_config)))
-    spec = BUILTIN_SPECS[settings.dataset]
+    spec, codec = resolve(settings.dataset, settings.schema_path)
     torch.manual_seed(settings.seed)
     model = build_model(
         settings.model, spec, hidden_dim=settings.hidden_dim, latent_dim=settings.latent_dim
@@ -218,7 +218,12 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
 
     t_release = time.perf_counter()
     model.load_state_dict(arrays.to_torch_state_dict())
-    release_images(model, spec, settings.synthetic_samples, settings.seed, run_dir / "synthetic")
+    if codec is None:
+        release_images(model, spec, settings.synthetic_samples, settings.seed,
+                       run_dir / "synthetic")
+    else:
+        release_table(model, codec, settings.synthetic_samples, settings.seed,
+                      run_dir / "synthetic")
     timings["release"] = time.perf_counter() - t_release
 
     # Judging the release lives in simulations/ (it needs the public holdout);

@@ -14,6 +14,7 @@ class ServerSettings:
 
     model: str
     dataset: str
+    schema_path: str
     num_clients: int
     rounds: int
     epsilon: float
@@ -39,6 +40,7 @@ class ServerSettings:
         return cls(
             model=str(run["model"]),
             dataset=str(run["dataset"]),
+            schema_path=str(run.get("schema-path", "")),
             num_clients=int(run["num-clients"]),
             rounds=int(run["rounds"]),
             epsilon=float(run["epsilon"]),

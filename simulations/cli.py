@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", type=Path, help="TOML file with experiment keys")
     for flag, kind in SIMULATE_FLAGS.items():
         sim.add_argument(f"--{flag}", type=kind, default=None)
+    sim.add_argument("--data", type=Path, help="CSV file of --dataset csv")
+    sim.add_argument("--schema", type=Path, help="public schema (TOML/JSON) of --dataset csv")
     sim.add_argument("--out", type=Path, help="run directory (default runs/<UTC time>-<name>)")
     sim.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     aud = sub.add_parser(
@@ -98,6 +100,14 @@ def _resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     merged = {**config.to_run_config(), **overrides}
     if args.out is not None:
         merged["run-dir"] = str(args.out)
+    for flag, key in (("data", "data-path"), ("schema", "schema-path")):
+        if getattr(args, flag) is not None:
+            merged[key] = str(getattr(args, flag))
+    for key in ("data-path", "schema-path"):  # owners' processes may start elsewhere
+        if merged.get(key):
+            merged[key] = str(Path(merged[key]).resolve())
+    if args.data is not None and "dataset" not in overrides:
+        merged["dataset"] = "csv"
     config = ExperimentConfig.from_mapping(merged, "flags").validate()
     config.check_delta()
     run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)

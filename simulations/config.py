@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from client.budget import rdp_epsilon_floor
-from client.dataset import PARTITIONS, partition_indices
+from client.dataset import PARTITIONS, partition_indices, train_holdout
 from client.dp_training import OPTIMIZERS
 from client.settings import ACCOUNTANTS, parse_budgets
-from genai_models import BUILTIN_SPECS, MODELS
+from genai_models import DATASETS, MODELS
 from server.client_dp import MODES as CLIENT_DP_MODES
 
 
@@ -30,9 +30,11 @@ class ExperimentConfig:
     model: str = "vae"
     """Generative model family."""
     dataset: str = "digits"
-    """Built-in dataset (shipped with scikit-learn, no download)."""
+    """digits, breast-cancer, wine (shipped with scikit-learn, no download) or csv."""
     data_path: str = ""
-    """Optional per-node data file (deployment); empty means the built-in partition."""
+    """The CSV file of dataset csv (split into holdout and owners in simulation)."""
+    schema_path: str = ""
+    """The public schema (TOML or JSON) of dataset csv."""
     num_clients: int = 10
     """Number of data owners."""
     rounds: int = 20
@@ -125,7 +127,11 @@ class ExperimentConfig:
     def validate(self) -> ExperimentConfig:
         """Check every value; raise ConfigError naming the first bad one."""
         _allowed("model", self.model, sorted(MODELS))
-        _allowed("dataset", self.dataset, sorted(BUILTIN_SPECS))
+        _allowed("dataset", self.dataset, DATASETS)
+        if self.dataset == "csv" and not (self.data_path and self.schema_path):
+            _fail("dataset", self.dataset, "csv together with --data FILE.csv and --schema FILE")
+        if self.canaries and self.dataset != "digits":
+            _fail("canaries", self.canaries, "0 for tables (canaries are image records)")
         _allowed("partition", self.partition, PARTITIONS)
         _allowed("accountant", self.accountant, ACCOUNTANTS)
         _allowed("optimizer", self.optimizer, OPTIMIZERS)
@@ -185,18 +191,23 @@ class ExperimentConfig:
     def smallest_client(self) -> int:
         """Records of the smallest owner's partition (P6 needs it before the run starts)."""
         try:
+            train_holdout(self.dataset, self.holdout, self.seed, self.data_path, self.schema_path)
+        except ValueError as err:  # a bad schema or CSV: its message names file, row, column
+            raise ConfigError(str(err)) from None
+        try:
             parts = partition_indices(
-                self.dataset, self.holdout, self.seed, self.num_clients, self.partition, self.alpha
+                self.dataset, self.holdout, self.seed, self.num_clients, self.partition,
+                self.alpha, self.data_path, self.schema_path,
             )
         except ValueError as err:
             raise ConfigError(f"num-clients: {err}") from None
         return min(len(p) for p in parts)
 
     def check_delta(self) -> None:
-        """Invariant P6: delta below 1 / (records of the smallest owner)."""
+        """Invariant P6: delta below 1 / (records of the smallest owner); loads the data."""
+        smallest = self.smallest_client()
         if not self.private:
             return
-        smallest = self.smallest_client()
         if smallest == 0 or self.delta >= 1.0 / smallest:
             _fail(
                 "delta",

@@ -12,22 +12,36 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from client.dataset import LabelledData, canaries, train_holdout
-from genai_models import BUILTIN_SPECS, build_model
+from genai_models import build_model, resolve
 from server.checkpoints import load_latest
 from simulations.attacks import dcr_attack, discriminator_attack, elbo_attack
-from simulations.fidelity import image_fidelity
+from simulations.fidelity import image_fidelity, table_fidelity
 from simulations.utility import tstr_trtr
 
 
 def evaluate_release(run_dir: Path, run_config: dict, theoretical_epsilon: float | None) -> dict:
     """Return the report's ``utility``, ``fidelity`` and ``attacks`` sections."""
-    spec = BUILTIN_SPECS[run_config["dataset"]]
+    schema_path = str(run_config.get("schema-path", ""))
+    spec, codec = resolve(run_config["dataset"], schema_path)
     seed = int(run_config["seed"])
-    train, holdout = train_holdout(run_config["dataset"], float(run_config["holdout"]), seed)
-    with np.load(run_dir / "synthetic" / "synthetic.npz") as synth:
-        synthetic = LabelledData(synth["x"] / spec.value_max, synth["y"])
+    train, holdout = train_holdout(run_config["dataset"], float(run_config["holdout"]), seed,
+                                   str(run_config.get("data-path", "")), schema_path)
+    if codec is None:
+        with np.load(run_dir / "synthetic" / "synthetic.npz") as synth:
+            synthetic = LabelledData(synth["x"] / spec.value_max, synth["y"])
+        fidelity = image_fidelity(synthetic, train, holdout, seed)
+    else:
+        # Encoding the released CSV with the schema also proves it respects the schema.
+        frame = pd.read_csv(run_dir / "synthetic" / "synthetic.csv", dtype=str,
+                            keep_default_na=False)
+        synthetic = LabelledData(*codec.encode(frame, "synthetic.csv"))
+        fidelity = table_fidelity(codec.decode(synthetic.x, synthetic.y),
+                                  codec.decode(holdout.x, holdout.y), codec.schema,
+                                  synthetic.x, holdout.x, seed)
+        fidelity["bounds_source"] = codec.schema.bounds_source
     delta = float(run_config["delta"])
     attacks = {"dcr": dcr_attack(synthetic.x, train.x, holdout.x, delta, seed)}
     checkpoint = load_latest(run_dir)
@@ -64,6 +78,6 @@ def evaluate_release(run_dir: Path, run_config: dict, theoretical_epsilon: float
     }
     return {
         "utility": tstr_trtr(synthetic, train, holdout, seed),
-        "fidelity": image_fidelity(synthetic, train, holdout, seed),
+        "fidelity": fidelity,
         "attacks": attacks,
     }

@@ -143,15 +143,19 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         "",
         "## Artifacts",
         "",
-        "- [samples.png](synthetic/samples.png): synthetic samples, one row per class",
-        "- [synthetic.npz](synthetic/synthetic.npz): released data (`x`, `y`)",
+        *(
+            ["- [synthetic.csv](synthetic/synthetic.csv): released rows, in the schema's columns"]
+            if "detection_auc" in report["fidelity"]
+            else ["- [samples.png](synthetic/samples.png): synthetic samples, one row per class",
+                  "- [synthetic.npz](synthetic/synthetic.npz): released data (`x`, `y`)"]
+        ),
         "- [ledger.jsonl](ledger.jsonl): hash-chained privacy events; "
         "`fedsynth audit` recomputes every ε from it",
         "- [privacy_budget.png](privacy_budget.png): cumulative ε per owner per round",
         "- [config.toml](config.toml): the resolved configuration",
         "",
-        "![samples](synthetic/samples.png)",
-        "",
+        *([] if "detection_auc" in report["fidelity"]
+          else ["![samples](synthetic/samples.png)", ""]),
         "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["timings"].items()),
         "",
     ]
@@ -159,6 +163,24 @@ def render_markdown(report: dict, run_dir: Path) -> str:
 
 
 def _fidelity_lines(f: dict) -> list[str]:
+    if "detection_auc" in f:
+        corr = f["correlation_difference"]
+        return [
+            "## Fidelity (against the holdout)",
+            "",
+            f"Detection ROC AUC (a random forest telling real from synthetic rows; 0.5 is "
+            f"ideal): **{f['detection_auc']:.3f}**. Mean per-column distance: "
+            f"{f['mean_marginal_distance']:.3f}"
+            + (f"; mean absolute difference of numeric correlations: {corr:.3f}." if corr
+               is not None else "."),
+            f"Numeric bounds: {f['bounds_source']}.",
+            "",
+            "| column | metric | distance |",
+            "| --- | --- | --- |",
+            *[f"| {name} | {c['metric']} | {c['distance']:.3f} |"
+              for name, c in f["columns"].items()],
+            "",
+        ]
     return [
         "## Fidelity",
         "",

@@ -6,7 +6,7 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
 from client.client_app import train_round
-from genai_models import BUILTIN_SPECS, build_model
+from genai_models import DIGITS, build_model
 from simulations.accounting import recompute_epsilon
 from simulations.config import ExperimentConfig
 
@@ -14,7 +14,7 @@ RUN = ExperimentConfig(num_clients=3, rounds=3, hidden_dim=16, latent_dim=2).to_
 
 
 def _message(server_round: int) -> Message:
-    model = build_model("vae", BUILTIN_SPECS["digits"], hidden_dim=16, latent_dim=2)
+    model = build_model("vae", DIGITS, hidden_dim=16, latent_dim=2)
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
                           "config": ConfigRecord({"server-round": server_round})})
     return Message(content=content, dst_node_id=7, message_type=MessageType.TRAIN)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from client.dataset import load_npz, load_partition, partition_indices, train_holdout
-from genai_models import BUILTIN_SPECS
+from genai_models import DIGITS
 
 
 def _rows(a):
@@ -39,7 +39,7 @@ def test_unknown_partition_and_too_many_clients_are_errors():
 def test_npz_is_scaled_by_the_public_range_and_clipped(tmp_path):
     path = tmp_path / "owner.npz"
     np.savez(path, x=np.full((3, 8, 8), 20.0), y=np.array([0, 1, 2]))
-    data = load_npz(path, BUILTIN_SPECS["digits"])
+    data = load_npz(path, DIGITS)
     assert data.x.shape == (3, 64) and data.x.max() == 1.0
 
 
@@ -47,13 +47,13 @@ def test_npz_with_bad_label_names_file_and_row(tmp_path):
     path = tmp_path / "owner.npz"
     np.savez(path, x=np.zeros((3, 64)), y=np.array([0, 11, 2]))
     with pytest.raises(ValueError, match=r"owner.npz: row 1: label 11 outside 0..9"):
-        load_npz(path, BUILTIN_SPECS["digits"])
+        load_npz(path, DIGITS)
 
 
 def test_canaries_are_seeded_out_of_distribution_and_split_in_two():
     from client.dataset import canaries, with_canaries
 
-    spec = BUILTIN_SPECS["digits"]
+    spec = DIGITS
     inserted, held_out = canaries(spec, 8, seed=3)
     again, _ = canaries(spec, 8, seed=3)
     assert np.array_equal(inserted.x, again.x) and len(held_out) == 8

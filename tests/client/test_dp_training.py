@@ -8,7 +8,7 @@ from opacus.optimizers import DPOptimizer
 import client.dp_training as dp_training
 from client.dataset import LabelledData
 from client.dp_training import train_private
-from genai_models import BUILTIN_SPECS, build_model
+from genai_models import DIGITS, build_model
 
 
 def _data(n=40, seed=0):
@@ -18,7 +18,7 @@ def _data(n=40, seed=0):
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return build_model("vae", BUILTIN_SPECS["digits"], hidden_dim=16, latent_dim=2)
+    return build_model("vae", DIGITS, hidden_dim=16, latent_dim=2)
 
 
 def test_private_training_uses_poisson_sampling_and_dp_optimizer(monkeypatch):

@@ -6,7 +6,7 @@ import torch
 import client.gan_training as gan_training
 from client.dataset import LabelledData
 from client.gan_training import train_nonprivate_gan, train_private_gan
-from genai_models import BUILTIN_SPECS, build_model
+from genai_models import DIGITS, build_model
 from genai_models.cgan import ConditionalGAN
 
 
@@ -17,7 +17,7 @@ def _data(n=40):
 
 def _gan():
     torch.manual_seed(0)
-    model = build_model("gan", BUILTIN_SPECS["digits"], hidden_dim=16, latent_dim=3)
+    model = build_model("gan", DIGITS, hidden_dim=16, latent_dim=3)
     assert isinstance(model, ConditionalGAN)
     return model
 

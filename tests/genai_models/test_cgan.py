@@ -1,11 +1,11 @@
 import torch
 from opacus.validators import ModuleValidator
 
-from genai_models import BUILTIN_SPECS, build_model
+from genai_models import DIGITS, build_model
 
 
 def test_gan_samples_labelled_images_in_range_and_is_opacus_compatible():
-    model = build_model("gan", BUILTIN_SPECS["digits"], hidden_dim=16, latent_dim=3)
+    model = build_model("gan", DIGITS, hidden_dim=16, latent_dim=3)
     x, y = model.sample(6, torch.tensor([1, 1, 2, 2, 9, 9]))
     assert x.shape == (6, 64) and y.tolist() == [1, 1, 2, 2, 9, 9]
     assert (x >= 0).all() and (x <= 1).all()

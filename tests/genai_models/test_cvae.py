@@ -2,12 +2,12 @@ import pytest
 import torch
 from opacus.validators import ModuleValidator
 
-from genai_models import BUILTIN_SPECS, build_model
+from genai_models import DIGITS, build_model
 from genai_models.cvae import ConditionalVAE
 
 
 def _model():
-    return build_model("vae", BUILTIN_SPECS["digits"], hidden_dim=32, latent_dim=4)
+    return build_model("vae", DIGITS, hidden_dim=32, latent_dim=4)
 
 
 def test_forward_gives_one_loss_per_record():
@@ -50,4 +50,4 @@ def test_opacus_validator_accepts_the_model():
 
 def test_unknown_model_lists_the_allowed_ones():
     with pytest.raises(ValueError, match="unknown model 'diffusion'; allowed: gan, vae"):
-        build_model("diffusion", BUILTIN_SPECS["digits"], hidden_dim=8, latent_dim=2)
+        build_model("diffusion", DIGITS, hidden_dim=8, latent_dim=2)

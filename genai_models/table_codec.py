@@ -1,0 +1,154 @@
+"""Encode a table into model inputs in [0, 1] and decode samples back, from the schema alone.
+
+TVAE-style: one-hot categoricals, bounded numbers scaled by their declared bounds
+(out-of-bound values are clipped), booleans as 0/1, and a missing-indicator
+column for each nullable column. The target column becomes the class label that
+conditions the models. Nothing here looks at the data to decide how to encode it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from genai_models.schema import Column, Schema
+
+MISSING = {"", "na", "nan", "null", "none", "<na>"}
+TRUE = {"true", "1", "1.0", "yes", "y", "t"}
+FALSE = {"false", "0", "0.0", "no", "n", "f"}
+
+
+class DataError(ValueError):
+    """A value the schema does not allow; the message names file, row, column and value."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Where one column's encoding sits in the feature vector."""
+
+    column: Column
+    start: int
+    width: int  # value columns, without the missing indicator
+
+    @property
+    def end(self) -> int:
+        """One past the last encoded position (indicator included)."""
+        return self.start + self.width + int(self.column.nullable)
+
+
+class TableCodec:
+    """The schema's encoder and decoder."""
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        segments, pos = [], 0
+        for col in schema.features:
+            width = len(col.categories) if col.type == "categorical" else 1
+            segments.append(Segment(col, pos, width))
+            pos = segments[-1].end
+        self.segments = tuple(segments)
+        self.width = pos
+
+    def _fail(self, source: str, index: int, column: str, value, why: str):
+        raise DataError(f"{source}: row {index + 1} (line {index + 2}), column {column!r}: "
+                        f"{why} {value!r}")
+
+    def _strings(self, series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        text = series.astype("string").str.strip()
+        missing = (series.isna() | text.str.lower().isin(MISSING).fillna(True)).to_numpy()
+        return text, missing
+
+    def _encode_column(self, seg: Segment, series: pd.Series, source: str) -> np.ndarray:
+        col = seg.column
+        text, missing = self._strings(series)
+        if missing.any() and not col.nullable:
+            i = int(np.flatnonzero(missing)[0])
+            self._fail(source, i, col.name, series.iloc[i], "missing value (column is not "
+                       "nullable):")
+        out = np.zeros((len(series), seg.end - seg.start), dtype=np.float32)
+        present = ~missing
+        if col.numeric:
+            values = pd.to_numeric(text.where(present), errors="coerce").to_numpy(float)
+            bad = present & np.isnan(values)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                self._fail(source, i, col.name, series.iloc[i], "not a number:")
+            scaled = (np.clip(values, col.min, col.max) - col.min) / (col.max - col.min)
+            out[present, 0] = scaled[present]
+        elif col.type == "categorical":
+            lookup = {c: k for k, c in enumerate(col.categories)}
+            codes = text.map(lookup)
+            bad = present & codes.isna().to_numpy()
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                self._fail(source, i, col.name, series.iloc[i],
+                           f"unknown category (allowed: {', '.join(col.categories)}):")
+            rows = np.flatnonzero(present)
+            out[rows, codes.to_numpy()[rows].astype(int)] = 1.0
+        else:  # boolean
+            low = text.str.lower()
+            truth = low.isin(TRUE).fillna(False).to_numpy()
+            falsity = low.isin(FALSE).fillna(False).to_numpy()
+            bad = present & ~truth & ~falsity
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                self._fail(source, i, col.name, series.iloc[i], "not a boolean:")
+            out[truth & present, 0] = 1.0
+        if col.nullable:
+            out[missing, -1] = 1.0
+        return out
+
+    def encode(self, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """Features in [0, 1] and integer class labels of the target column."""
+        absent = [c.name for c in self.schema.columns if c.name not in frame.columns]
+        if absent:
+            raise DataError(f"{source}: missing column(s) {', '.join(map(repr, absent))} "
+                            f"declared in {self.schema.source}")
+        extra = [c for c in frame.columns if c not in {x.name for x in self.schema.columns}]
+        if extra:
+            raise DataError(f"{source}: column(s) {', '.join(map(repr, extra))} are not in "
+                            f"the schema {self.schema.source}")
+        frame = frame.reset_index(drop=True)
+        parts = [self._encode_column(s, frame[s.column.name], source) for s in self.segments]
+        target = self.schema.target_column
+        y_onehot = self._encode_column(Segment(target, 0, len(self.schema.classes)),
+                                       self._target_as_text(frame[target.name]), source)
+        y = y_onehot.argmax(axis=1).astype(np.int64)
+        x = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
+        return x.astype(np.float32), y
+
+    def _target_as_text(self, series: pd.Series) -> pd.Series:
+        if self.schema.target_column.type != "boolean":
+            return series
+        low = series.astype("string").str.strip().str.lower()
+        return low.map(lambda v: "true" if v in TRUE else "false" if v in FALSE else v)
+
+    def decode(self, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+        """A DataFrame with the schema's columns, order, dtypes and categories."""
+        data: dict[str, pd.Series] = {}
+        for seg in self.segments:
+            col = seg.column
+            block = x[:, seg.start:seg.end]
+            missing = block[:, -1] > 0.5 if col.nullable else np.zeros(len(x), bool)
+            if col.numeric:
+                values = np.clip(block[:, 0], 0, 1) * (col.max - col.min) + col.min
+                if col.type == "integer":
+                    s = pd.Series(np.round(values), dtype="Int64")
+                else:
+                    s = pd.Series(values, dtype="float64")
+            elif col.type == "categorical":
+                codes = block[:, : seg.width].argmax(axis=1)
+                s = pd.Series(pd.Categorical.from_codes(codes, categories=list(col.categories)))
+            else:
+                s = pd.Series(block[:, 0] > 0.5, dtype="boolean")
+            data[col.name] = s.mask(missing)
+        target = self.schema.target_column
+        if target.type == "boolean":
+            data[target.name] = pd.Series(np.asarray(y) == 1, dtype="boolean")
+        else:
+            data[target.name] = pd.Series(
+                pd.Categorical.from_codes(np.asarray(y), categories=list(target.categories))
+            )
+        return pd.DataFrame({c.name: data[c.name] for c in self.schema.columns})
