@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=Path("runs/sweep"))
     sw.add_argument("--rounds", type=int, default=None)
     sw.add_argument("--num-clients", type=int, default=None)
+    sc = sub.add_parser("schema", help="work with table schemas")
+    sc_sub = sc.add_subparsers(dest="schema_command", required=True)
+    inf = sc_sub.add_parser("infer", help="draft a schema from a CSV (it leaks; review it)")
+    inf.add_argument("csv", type=Path)
+    inf.add_argument("--target", help="the target column (default: the last one)")
+    inf.add_argument("--out", type=Path, help="write the TOML here (default: standard output)")
     ev = sub.add_parser(
         "evaluate", help="re-judge a run's release: utility, fidelity, membership attacks"
     )
@@ -167,6 +173,26 @@ def _audit(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _schema_infer(args: argparse.Namespace) -> int:
+    import tomli_w
+
+    from server.atomic import write_text
+    from simulations.schema_draft import WARNING, draft_schema
+
+    try:
+        schema = draft_schema(args.csv, args.target)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    text = tomli_w.dumps(schema.to_dict())
+    print(WARNING.format(path=args.csv), file=sys.stderr)
+    if args.out:
+        write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def _sweep(args: argparse.Namespace) -> int:
     import math
 
@@ -246,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "schema":
+            return _schema_infer(args)
     except ConfigError as err:
         print(f"fedsynth: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from genai_models.schema import SchemaError, load_schema, parse_schema
+
+GOOD = {
+    "target": "y",
+    "columns": [
+        {"name": "a", "type": "continuous", "min": 0, "max": 1},
+        {"name": "b", "type": "categorical", "categories": ["x", "z"], "nullable": True},
+        {"name": "y", "type": "boolean"},
+    ],
+}
+
+
+def test_good_schema_parses_from_toml_and_json(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps(GOOD))
+    (tmp_path / "s.toml").write_text(
+        'target = "y"\n[[columns]]\nname = "a"\ntype = "continuous"\nmin = 0\nmax = 1\n'
+        '[[columns]]\nname = "b"\ntype = "categorical"\ncategories = ["x", "z"]\nnullable = true\n'
+        '[[columns]]\nname = "y"\ntype = "boolean"\n'
+    )
+    from_json, schema = load_schema(tmp_path / "s.json"), load_schema(tmp_path / "s.toml")
+    assert from_json.columns == schema.columns and from_json.target == schema.target == "y"
+    assert [c.name for c in schema.features] == ["a", "b"] and schema.classes == ("false", "true")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["columns"][0].update(type="float"), "column 'a': type='float'; allowed:"),
+        (lambda d: d["columns"][0].update(min=2), "column 'a': needs finite numbers min < max"),
+        (lambda d: d["columns"][1].update(categories=["x"]), "at least two distinct categories"),
+        (lambda d: d["columns"][0].update(colour="red"), "column 'a': unknown key(s) colour"),
+        (lambda d: d.update(target="nope"), "target='nope' is not a declared column"),
+        (lambda d: d.update(target="a"), "target 'a' must be categorical or boolean"),
+        (lambda d: d["columns"].append({"name": "a", "type": "boolean"}), "column 'a': declared twice"),
+    ],
+)
+def test_bad_schemas_are_named(change, message):
+    data = json.loads(json.dumps(GOOD))
+    change(data)
+    with pytest.raises(SchemaError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_schema(data, "s.toml")
+
+
+def test_unreadable_schema_names_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("target = \n")
+    with pytest.raises(SchemaError, match="bad.toml: not valid TOML"):
+        load_schema(bad)
