@@ -8,6 +8,7 @@ after it, so the caller can persist it across rounds (P3).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -50,6 +51,50 @@ def _tensors(data: LabelledData) -> TensorDataset:
     return TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y))
 
 
+@contextlib.contextmanager
+def privatized(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: LabelledData,
+    *,
+    noise_multiplier: float,
+    sample_rate: float,
+    max_grad_norm: float,
+    accountant: str,
+    history: History,
+):
+    """Yield ``(private_module, dp_optimizer, poisson_loader, engine)`` for ``module``.
+
+    The accountant resumes from ``history``; on exit the hooks are removed (the
+    module is plain again for averaging) and the recorded (noise, rate) is checked
+    against the plan, so the ledger can never describe other steps than were taken.
+    """
+    batches = round(1.0 / sample_rate)
+    if abs(1.0 / batches - sample_rate) > 1e-12:
+        raise ValueError(f"sample_rate={sample_rate} must be 1/k for an integer k")
+    loader = DataLoader(_tensors(data), batch_size=math.ceil(len(data) / batches))
+    # Opacus warns that secure_mode is off (a documented choice) and torch that the
+    # inputs need no gradient (true: only the weights' per-sample gradients matter).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        engine = PrivacyEngine(accountant=accountant)
+        engine.accountant.history = list(history)
+        private, optimizer, loader = engine.make_private(
+            module=module,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            poisson_sampling=True,
+        )
+        yield private, optimizer, loader, engine
+    private.remove_hooks()
+    recorded = engine.accountant.history[-1] if engine.accountant.history else None
+    if recorded is not None and recorded[:2] != (noise_multiplier, sample_rate):
+        raise RuntimeError(f"accountant recorded {recorded[:2]}, not the planned "
+                           f"({noise_multiplier}, {sample_rate})")
+
+
 def train_private(
     model: nn.Module,
     data: LabelledData,
@@ -64,31 +109,12 @@ def train_private(
     optimizer: str = "sgd",
 ) -> RoundOutcome:
     """Run exactly ``steps`` DP-SGD steps on ``model`` (in place) and return the new history."""
-    batches = round(1.0 / sample_rate)
-    if abs(1.0 / batches - sample_rate) > 1e-12:
-        raise ValueError(f"sample_rate={sample_rate} must be 1/k for an integer k")
-    loader = DataLoader(_tensors(data), batch_size=math.ceil(len(data) / batches))
-    optimizer = _optimizer(optimizer, model, learning_rate)
-    # Opacus warns that secure_mode is off (a documented choice) and torch that the
-    # inputs need no gradient (true: only the weights' per-sample gradients matter).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        engine = PrivacyEngine(accountant=accountant)
-        engine.accountant.history = list(history)
-        private_model, optimizer, loader = engine.make_private(
-            module=model,
-            optimizer=optimizer,
-            data_loader=loader,
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm,
-            poisson_sampling=True,
-        )
-        done, total = _dp_steps(private_model, optimizer, loader, steps)
-    private_model.remove_hooks()
-    recorded = engine.accountant.history[-1]
-    if recorded[:2] != (noise_multiplier, sample_rate):
-        raise RuntimeError(f"accountant recorded {recorded[:2]}, not the planned "
-                           f"({noise_multiplier}, {sample_rate})")
+    with privatized(
+        model, _optimizer(optimizer, model, learning_rate), data,
+        noise_multiplier=noise_multiplier, sample_rate=sample_rate,
+        max_grad_norm=max_grad_norm, accountant=accountant, history=history,
+    ) as (private_model, dp_optimizer, loader, engine):
+        done, total = _dp_steps(private_model, dp_optimizer, loader, steps)
     return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
 
 

@@ -9,17 +9,13 @@ discriminator with its hooks disabled: it never sees a real record (P1).
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import torch
-from opacus import PrivacyEngine
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from client.budget import History
 from client.dataset import LabelledData
-from client.dp_training import RoundOutcome, _optimizer, _tensors
+from client.dp_training import RoundOutcome, _optimizer, _tensors, privatized
 from genai_models.cgan import ConditionalGAN
 
 GENERATOR_LR = 2e-3
@@ -58,19 +54,12 @@ def train_private_gan(
     optimizer: str = "sgd",
 ) -> RoundOutcome:
     """Run exactly ``steps`` private discriminator steps (each followed by a generator step)."""
-    batches = round(1.0 / sample_rate)
-    loader = DataLoader(_tensors(data), batch_size=math.ceil(len(data) / batches))
-    d_opt = _optimizer(optimizer, model.discriminator, learning_rate)
     g_opt = _generator_optimizer(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        engine = PrivacyEngine(accountant=accountant)
-        engine.accountant.history = list(history)
-        disc, d_opt, loader = engine.make_private(
-            module=model.discriminator, optimizer=d_opt, data_loader=loader,
-            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
-            poisson_sampling=True,
-        )
+    with privatized(
+        model.discriminator, _optimizer(optimizer, model.discriminator, learning_rate), data,
+        noise_multiplier=noise_multiplier, sample_rate=sample_rate,
+        max_grad_norm=max_grad_norm, accountant=accountant, history=history,
+    ) as (disc, d_opt, loader, engine):
         done, total = 0, 0.0
         while done < steps:
             for real_x, real_y in loader:
@@ -92,7 +81,6 @@ def train_private_gan(
                     _g_step(model, disc, g_opt, n)
                     disc.enable_hooks()
                     d_opt.zero_grad(set_to_none=True)
-    disc.remove_hooks()
     return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
 
 

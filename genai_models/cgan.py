@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genai_models.conditioning import sample_labels
+
 
 class Generator(nn.Module):
     """Noise and a label to an image in [0, 1]."""
@@ -76,8 +78,5 @@ class ConditionalGAN(nn.Module):
         self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` records in [0, 1] and their labels (balanced when not given)."""
-        if labels is None:
-            labels = torch.arange(n) % self.num_classes
-        if len(labels) != n:
-            raise ValueError(f"sample: got {len(labels)} labels for n={n} records")
-        return self.generate(labels, generator), labels.long()
+        labels = sample_labels(n, self.num_classes, labels)
+        return self.generate(labels, generator), labels

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genai_models.conditioning import sample_labels
+
 
 class ConditionalVAE(nn.Module):
     """A conditional VAE over flattened inputs in [0, 1] with a Bernoulli decoder."""
@@ -52,10 +54,7 @@ class ConditionalVAE(nn.Module):
         self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` records in [0, 1] and their labels (balanced when not given)."""
-        if labels is None:
-            labels = torch.arange(n) % self.num_classes
-        if len(labels) != n:
-            raise ValueError(f"sample: got {len(labels)} labels for n={n} records")
+        labels = sample_labels(n, self.num_classes, labels)
         z = torch.randn(n, self.latent_dim, generator=generator)
         logits = self.decoder(torch.cat([z, self._onehot(labels)], dim=1))
-        return torch.sigmoid(logits), labels.long()
+        return torch.sigmoid(logits), labels
