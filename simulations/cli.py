@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _resolve_config(args: argparse.Namespace) -> ExperimentConfig:
-    values = ExperimentConfig.from_toml(args.config) if args.config else {}
+    values = ExperimentConfig.read_toml(args.config) if args.config else {}
     source = f"--config {args.config}" if args.config else "flags"
     config = ExperimentConfig.from_mapping(values, source)
     overrides = {flag: getattr(args, flag.replace("-", "_")) for flag in SIMULATE_FLAGS}

@@ -112,8 +112,8 @@ class ExperimentConfig:
             kwargs[name] = _coerce(source, key, value, types[name])
         return cls(**kwargs)
 
-    @classmethod
-    def from_toml(cls, path: str | Path) -> dict:
+    @staticmethod
+    def read_toml(path: str | Path) -> dict:
         """The key/value table of a TOML config file (its ``[fedsynth]`` table or top level)."""
         path = Path(path)
         try:

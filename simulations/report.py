@@ -34,8 +34,8 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def build_report(run_config: dict, state, timings: dict, utility: dict) -> dict:
-    """The machine-readable summary (DESIGN.md's report.json schema)."""
+def build_report(run_config: dict, state, timings: dict) -> dict:
+    """The machine-readable summary (DESIGN.md's schema); evaluation fills its last parts."""
     epsilon = float(run_config["epsilon"])
     private = math.isfinite(epsilon)
     per_client = [
@@ -80,7 +80,7 @@ def build_report(run_config: dict, state, timings: dict, utility: dict) -> dict:
             "client_level": client_level,
             "ledger_head": state.ledger_head,
         },
-        "utility": utility,
+        "utility": {},
         "fidelity": {},
         "attacks": {},
         "rejected_updates": state.rejected,
@@ -278,7 +278,7 @@ def evaluate_into(report: dict, run_dir: Path, run_config: dict) -> dict:
 
 def finish_run(run_dir: Path, run_config: dict, state, timings: dict) -> dict:
     """Evaluate the release, write report.json, report.md and the privacy plot, and show them."""
-    report = build_report(run_config, state, timings, {})
+    report = build_report(run_config, state, timings)
     evaluate_into(report, run_dir, run_config)
     if (run_dir / "ledger.jsonl").exists():
         from simulations.audit import read_ledger
