@@ -1,6 +1,8 @@
 """The Flower ServerApp: sample owners, validate and aggregate their updates, keep the ledger.
 
-Flower's Message-API ``FedAvg`` configures and aggregates each round; this module
+Flower's Message-API ``FedAvgM`` (server momentum; plain FedAvg at momentum 0),
+wrapped in Flower's DP wrappers for owner-level DP, configures and aggregates each
+round; this module
 adds what a privacy product needs around it: replies are validated before they
 count, every privacy event is chained into ``ledger.jsonl``, exhausted owners are
 no longer selected, and the run ends cleanly (with its release and report) when
