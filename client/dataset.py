@@ -31,7 +31,7 @@ class LabelledData:
         return len(self.y)
 
 
-def _sklearn_table(name: str) -> pd.DataFrame:
+def sklearn_table(name: str) -> pd.DataFrame:
     """A shipped scikit-learn table with its target named and labelled as in its schema."""
     from sklearn.datasets import load_breast_cancer, load_wine
 
@@ -69,7 +69,7 @@ def _records(name: str, data_path: str, schema_path: str) -> tuple[np.ndarray, n
         if not data_path:
             raise ValueError("dataset 'csv' needs its file: --data FILE.csv")
         return read_csv(data_path, codec)
-    return codec.encode(_sklearn_table(name), f"scikit-learn {name}")
+    return codec.encode(sklearn_table(name), f"scikit-learn {name}")
 
 
 @lru_cache(maxsize=8)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.dataset import load_partition
+from client.dataset import sklearn_table, load_partition
+from genai_models.data_spec import SCHEMA_DIR
 from simulations.certs import make_certificates
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,9 @@ def federation(tmp_path):
     for i in range(2):
         part = load_partition("digits", i, 2, scheme="iid", alpha=1.0, holdout=0.3, seed=0)
         np.savez(tmp_path / f"owner-{i}.npz", x=part.x * 16, y=part.y)
+        # The same owners as tables: breast-cancer rows in the shipped schema's columns.
+        frame = sklearn_table("breast-cancer").iloc[i::2]
+        frame.to_csv(tmp_path / f"owner-{i}.csv", index=False)
     port = _free_port()
     home = tmp_path / "flwr-home"
     home.mkdir()
@@ -99,17 +103,21 @@ def _flwr(fed, *args, timeout=120):
                           capture_output=True, timeout=timeout)
 
 
-def test_two_authenticated_owners_train_over_tls(federation):
+@pytest.mark.parametrize(("dataset", "suffix"), [("digits", "npz"), ("breast-cancer", "csv")])
+def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
     fed = federation
+    schema = SCHEMA_DIR / "breast-cancer.toml"
     for i in range(2):
         reg = _flwr(fed, "supernode", "register", str(fed["certs"] / f"node-{i}.pub"), "fedsynth")
         assert reg.returncode == 0 and "registered successfully" in reg.stdout, reg.stdout
-        own = fed["tmp"] / f"owner-{i}.npz"
+        own = fed["tmp"] / f"owner-{i}.{suffix}"
         ledger = fed["tmp"] / f"owner-{i}-ledger.jsonl"
-        _supernode(fed, i, node_config=f'data-path="{own}" client-id={i} ledger-path="{ledger}"')
+        _supernode(fed, i, node_config=f'data-path="{own}" schema-path="{schema}" '
+                                       f'client-id={i} ledger-path="{ledger}"')
     run_dir = fed["tmp"] / "run"
     proc = _flwr(fed, "run", ".", "fedsynth", "--stream", "--run-config",
-                 f'num-clients=2 rounds=2 hidden-dim=16 synthetic-samples=100 run-dir="{run_dir}"',
+                 f'dataset="{dataset}" num-clients=2 rounds=2 hidden-dim=16 '
+                 f'synthetic-samples=100 run-dir="{run_dir}"',
                  timeout=170)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = json.loads(_flwr(fed, "list", "--format", "json").stdout)
@@ -117,7 +125,7 @@ def test_two_authenticated_owners_train_over_tls(federation):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["rounds_completed"] == 2
     assert sorted(c["client_id"] for c in report["privacy"]["per_client"]) == [0, 1]
-    assert (run_dir / "synthetic" / "synthetic.npz").is_file()
+    assert (run_dir / "synthetic" / f"synthetic.{suffix}").is_file()
     audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir)], capture_output=True,
                            text=True, timeout=120)
     assert audit.returncode == 0, audit.stdout + audit.stderr
