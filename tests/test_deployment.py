@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.dataset import sklearn_table, load_partition
+from client.dataset import load_partition, sklearn_table
 from genai_models.data_spec import SCHEMA_DIR
 from simulations.certs import make_certificates
 
