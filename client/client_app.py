@@ -24,8 +24,9 @@ from client.dataset import LabelledData, load_owner_file, load_partition, with_c
 from client.dp_training import RoundOutcome, train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
 from client.settings import ClientSettings
-from genai_models import build_model, resolve
+from genai_models import DataSpec, build_model, resolve
 from genai_models.cgan import ConditionalGAN
+from genai_models.table_codec import TableCodec
 from server.ledger import Ledger
 
 STATE_KEY = "fedsynth-privacy"
@@ -33,9 +34,8 @@ STATE_KEY = "fedsynth-privacy"
 app = ClientApp()
 
 
-def _load_data(s: ClientSettings) -> LabelledData:
+def _load_data(s: ClientSettings, spec: DataSpec, codec: TableCodec | None) -> LabelledData:
     """The owner's own file (deployment), else its partition of the run's data (simulation)."""
-    spec, codec = resolve(s.dataset, s.schema_path)
     if s.own_data_path:
         return load_owner_file(s.own_data_path, spec, codec)
     data = load_partition(
@@ -88,11 +88,9 @@ def train_round(msg: Message, context: Context, run_config: dict) -> Message:
     s = ClientSettings.from_context(context, run_config)
     config = msg.content["config"]
     server_round = int(config["server-round"])
-    data = _load_data(s)
-    model = build_model(
-        s.model, resolve(s.dataset, s.schema_path)[0], hidden_dim=s.hidden_dim,
-        latent_dim=s.latent_dim,
-    )
+    spec, codec = resolve(s.dataset, s.schema_path)
+    data = _load_data(s, spec, codec)
+    model = build_model(s.model, spec, hidden_dim=s.hidden_dim, latent_dim=s.latent_dim)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     torch.manual_seed(s.seed * 1_000_003 + server_round * 1009 + s.client_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +96,32 @@ def privatized(
                            f"({noise_multiplier}, {sample_rate})")
 
 
+def repeat_steps(loader, steps: int, step: Callable[[torch.Tensor, torch.Tensor], float]):
+    """Take exactly ``steps`` steps over ``loader``, starting it again as often as needed.
+
+    Returns ``(steps taken, summed loss)``. Every batch a Poisson loader yields is a
+    step, an empty one included: the accountant counts it, so it must happen.
+    """
+    done, total = 0, 0.0
+    while done < steps:
+        for xb, yb in loader:
+            if done >= steps:
+                break
+            total += step(xb, yb)
+            done += 1
+    return done, total
+
+
+def run_epochs(loader, epochs: int, step: Callable[[torch.Tensor, torch.Tensor], float]):
+    """Take one step per batch for ``epochs`` passes; return ``(steps, summed loss)``."""
+    done, total = 0, 0.0
+    for _ in range(epochs):
+        for xb, yb in loader:
+            total += step(xb, yb)
+            done += 1
+    return done, total
+
+
 def train_private(
     model: nn.Module,
     data: LabelledData,
@@ -114,26 +141,18 @@ def train_private(
         noise_multiplier=noise_multiplier, sample_rate=sample_rate,
         max_grad_norm=max_grad_norm, accountant=accountant, history=history,
     ) as (private_model, dp_optimizer, loader, engine):
-        done, total = _dp_steps(private_model, dp_optimizer, loader, steps)
-    return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
+        private_model.train()
 
-
-def _dp_steps(private_model, optimizer, loader, steps: int) -> tuple[int, float]:
-    private_model.train()
-    done, total = 0, 0.0
-    while done < steps:
-        for xb, yb in loader:
-            if done >= steps:
-                break
-            optimizer.zero_grad(set_to_none=True)
-            per_record = private_model(xb, yb)
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
+            dp_optimizer.zero_grad(set_to_none=True)
             # An empty Poisson batch still takes a (noise-only) step, as accounted.
-            loss = per_record.sum() / max(len(xb), 1)
+            loss = private_model(xb, yb).sum() / max(len(xb), 1)
             loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-            done += 1
-    return done, total
+            dp_optimizer.step()
+            return float(loss.detach())
+
+        done, total = repeat_steps(loader, steps, step)
+    return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
 
 
 def train_nonprivate(
@@ -148,18 +167,18 @@ def train_nonprivate(
 ) -> RoundOutcome:
     """Plain minibatch training: the no-DP baseline every privacy figure is read against."""
     loader = DataLoader(_tensors(data), batch_size=batch_size, shuffle=True)
-    optimizer = _optimizer(optimizer, model, learning_rate)
+    opt = _optimizer(optimizer, model, learning_rate)
     model.train()
-    done, total = 0, 0.0
-    for _ in range(epochs):
-        for xb, yb in loader:
-            optimizer.zero_grad(set_to_none=True)
-            loss = model(xb, yb).mean()
-            loss.backward()
-            # Batch-level clipping at the DP recipe's norm keeps the recipe's learning
-            # rate stable without noise; it is a training aid, not a privacy measure.
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            optimizer.step()
-            total += float(loss.detach())
-            done += 1
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = model(xb, yb).mean()
+        loss.backward()
+        # Batch-level clipping at the DP recipe's norm keeps the recipe's learning
+        # rate stable without noise; it is a training aid, not a privacy measure.
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        opt.step()
+        return float(loss.detach())
+
+    done, total = run_epochs(loader, epochs, step)
     return RoundOutcome(done, total / max(done, 1), [])

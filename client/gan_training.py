@@ -10,12 +10,20 @@ discriminator with its hooks disabled: it never sees a real record (P1).
 from __future__ import annotations
 
 import torch
+from opacus import GradSampleModule
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from client.budget import History
 from client.dataset import LabelledData
-from client.dp_training import RoundOutcome, _optimizer, _tensors, privatized
+from client.dp_training import (
+    RoundOutcome,
+    _optimizer,
+    _tensors,
+    privatized,
+    repeat_steps,
+    run_epochs,
+)
 from genai_models.cgan import ConditionalGAN
 
 GENERATOR_LR = 2e-3
@@ -40,6 +48,38 @@ def _g_step(model: ConditionalGAN, disc, g_opt, n: int) -> None:
     g_opt.step()
 
 
+def _alternating_step(model: ConditionalGAN, disc, d_opt, g_opt, clip: float | None):
+    """One discriminator step on real and fake records, then one generator step.
+
+    ``disc`` is the private discriminator (Opacus clips and noises its step), or the
+    plain one with ``clip`` for the non-private baseline's batch-level clipping.
+    """
+
+    def step(real_x: torch.Tensor, real_y: torch.Tensor) -> float:
+        n = len(real_x)
+        fake_y = torch.randint(0, model.num_classes, (n,))
+        with torch.no_grad():
+            fake_x = model.generate(fake_y)
+        d_opt.zero_grad(set_to_none=True)
+        loss = _d_loss(disc, real_x, real_y, fake_x, fake_y)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
+        d_opt.step()
+        d_opt.zero_grad(set_to_none=True)
+        if n:
+            private = isinstance(disc, GradSampleModule)
+            if private:  # no per-sample gradients from the generator's step
+                disc.disable_hooks()
+            _g_step(model, disc, g_opt, n)
+            if private:
+                disc.enable_hooks()
+            d_opt.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    return step
+
+
 def train_private_gan(
     model: ConditionalGAN,
     data: LabelledData,
@@ -60,27 +100,8 @@ def train_private_gan(
         noise_multiplier=noise_multiplier, sample_rate=sample_rate,
         max_grad_norm=max_grad_norm, accountant=accountant, history=history,
     ) as (disc, d_opt, loader, engine):
-        done, total = 0, 0.0
-        while done < steps:
-            for real_x, real_y in loader:
-                if done >= steps:
-                    break
-                n = len(real_x)
-                fake_y = torch.randint(0, model.num_classes, (n,))
-                with torch.no_grad():
-                    fake_x = model.generate(fake_y)
-                d_opt.zero_grad(set_to_none=True)
-                loss = _d_loss(disc, real_x, real_y, fake_x, fake_y)
-                loss.backward()
-                d_opt.step()
-                d_opt.zero_grad(set_to_none=True)
-                total += float(loss.detach())
-                done += 1
-                if n:
-                    disc.disable_hooks()
-                    _g_step(model, disc, g_opt, n)
-                    disc.enable_hooks()
-                    d_opt.zero_grad(set_to_none=True)
+        done, total = repeat_steps(loader, steps, _alternating_step(model, disc, d_opt, g_opt,
+                                                                    None))
     return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
 
 
@@ -94,22 +115,10 @@ def train_nonprivate_gan(
     max_norm: float = 1.0,
     optimizer: str = "sgd",
 ) -> RoundOutcome:
-    """The no-DP baseline: the same alternating steps without clipping or noise."""
+    """The no-DP baseline: the same alternating steps without per-sample clipping or noise."""
     loader = DataLoader(_tensors(data), batch_size=batch_size, shuffle=True)
     d_opt = _optimizer(optimizer, model.discriminator, learning_rate)
-    g_opt = _generator_optimizer(model)
-    done, total = 0, 0.0
-    for _ in range(epochs):
-        for real_x, real_y in loader:
-            fake_y = torch.randint(0, model.num_classes, (len(real_x),))
-            with torch.no_grad():
-                fake_x = model.generate(fake_y)
-            d_opt.zero_grad(set_to_none=True)
-            loss = _d_loss(model.discriminator, real_x, real_y, fake_x, fake_y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.discriminator.parameters(), max_norm)
-            d_opt.step()
-            _g_step(model, model.discriminator, g_opt, len(real_x))
-            total += float(loss.detach())
-            done += 1
+    step = _alternating_step(model, model.discriminator, d_opt, _generator_optimizer(model),
+                             max_norm)
+    done, total = run_epochs(loader, epochs, step)
     return RoundOutcome(done, total / max(done, 1), [])

@@ -1,5 +1,7 @@
 """Invariants P1 (clip and noise every real gradient) and P2 (Poisson sampling)."""
 
+import contextlib
+
 import numpy as np
 import torch
 from opacus.data_loader import DPDataLoader
@@ -23,15 +25,16 @@ def _model(seed=0):
 
 def test_private_training_uses_poisson_sampling_and_dp_optimizer(monkeypatch):
     seen = {}
-    original = dp_training._dp_steps
+    original = dp_training.privatized
 
-    def spy(private_model, optimizer, loader, steps):
-        seen["optimizer"], seen["loader"] = optimizer, loader
-        sizes = [len(xb) for xb, _ in loader]
-        seen["sizes"] = sizes
-        return original(private_model, optimizer, loader, steps)
+    @contextlib.contextmanager
+    def spy(*args, **kwargs):
+        with original(*args, **kwargs) as (private_model, optimizer, loader, engine):
+            seen["optimizer"], seen["loader"] = optimizer, loader
+            seen["sizes"] = [len(xb) for xb, _ in loader]
+            yield private_model, optimizer, loader, engine
 
-    monkeypatch.setattr(dp_training, "_dp_steps", spy)
+    monkeypatch.setattr(dp_training, "privatized", spy)
     train_private(_model(), _data(), steps=3, noise_multiplier=1.0, sample_rate=0.25,
                   max_grad_norm=1.0, learning_rate=1e-3, accountant="rdp", history=[])
     assert isinstance(seen["optimizer"], DPOptimizer)
