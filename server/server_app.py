@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import tomli_w
@@ -30,7 +29,7 @@ from server.atomic import write_text
 from server.checkpoints import save_checkpoint
 from server.ledger import EVENT_FIELDS, GENESIS, Ledger
 from server.release import release_images, release_table
-from server.settings import ServerSettings
+from server.settings import ServerSettings, run_dir_for
 
 app = ServerApp()
 console = Console(highlight=False)
@@ -60,14 +59,6 @@ class RunState:
     rejected: list[str] = field(default_factory=list)
     client_level_epsilon: float | None = None
     ledger_head: str = GENESIS
-
-
-def resolve_run_dir(settings: ServerSettings) -> Path:
-    """The run directory: as configured, or ``runs/<UTC timestamp>-<model>-<dataset>``."""
-    if settings.run_dir:
-        return Path(settings.run_dir)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("runs") / f"{stamp}-{settings.model}-{settings.dataset}"
 
 
 def _reject(reply: Message, global_arrays: dict[str, torch.Tensor], state: RunState) -> str | None:
@@ -116,7 +107,7 @@ def run_federation(grid: Grid, run_config: dict) -> Path:
     settings = ServerSettings.from_run_config(run_config)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    run_dir = resolve_run_dir(settings)
+    run_dir = run_dir_for(settings.run_dir, settings.model, settings.dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.toml", tomli_w.dumps(dict(run_config)))
     spec, codec = resolve(settings.dataset, settings.schema_path)

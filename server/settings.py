@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 from server.client_dp import ClientDpSettings
 
@@ -61,3 +63,11 @@ class ServerSettings:
                 num_clients=int(run["num-clients"]),
             ),
         )
+
+
+def run_dir_for(run_dir: str, model: str, dataset: str) -> Path:
+    """The run directory: as configured, or ``runs/<UTC timestamp>-<model>-<dataset>``."""
+    if run_dir:
+        return Path(run_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("runs") / f"{stamp}-{model}-{dataset}"

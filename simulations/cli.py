@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from server.settings import run_dir_for
 from simulations.config import ConfigError, ExperimentConfig
 
 # flag -> config key; every flag overrides the --config file.
@@ -116,15 +116,10 @@ def _resolve_config(args: argparse.Namespace) -> ExperimentConfig:
         merged["dataset"] = "csv"
     config = ExperimentConfig.from_mapping(merged, "flags").validate()
     config.check_delta()
-    run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
+    run_dir = run_dir_for(config.run_dir, config.model, config.dataset)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"--out: {run_dir} exists and is not empty; choose a new directory")
     return ExperimentConfig.from_mapping({**merged, "run-dir": str(run_dir.resolve())}, "flags")
-
-
-def _default_run_dir(config: ExperimentConfig) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("runs") / f"{stamp}-{config.model}-{config.dataset}"
 
 
 def _simulate(args: argparse.Namespace) -> int:
