@@ -7,7 +7,10 @@ allowed, and exit with code 2 before anything is written.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
+import tomllib
 from pathlib import Path
 
 from server.settings import run_dir_for
@@ -160,8 +163,6 @@ def _audit(args: argparse.Namespace) -> int:
         return EXIT_BROKEN
     render_audit(result, console)
     if args.run_dir is not None and result.owners:
-        import json
-
         write_text(args.run_dir / "audit.json", json.dumps(result.to_json(), indent=2) + "\n")
         plot = plot_privacy_budget(result.events, args.run_dir / "privacy_budget.png")
         console.print(f"wrote {args.run_dir / 'audit.json'} and {plot}")
@@ -189,8 +190,6 @@ def _schema_infer(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    import math
-
     from simulations.sweep import run_sweep
 
     eps = []
@@ -219,9 +218,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
-    import tomllib
-
     from simulations.report import evaluate_into, print_summary, write_report
 
     try:

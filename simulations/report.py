@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -265,8 +266,6 @@ def write_report(run_dir: Path, report: dict) -> None:
 
 def evaluate_into(report: dict, run_dir: Path, run_config: dict) -> dict:
     """Fill the report's utility, fidelity and attacks sections from the run directory."""
-    import time
-
     from simulations.evaluation import evaluate_release
 
     t0 = time.perf_counter()

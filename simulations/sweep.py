@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -56,8 +57,6 @@ def run_sweep(
             status = "done before, skipped"
         else:
             if run_dir.exists():  # an interrupted cell: start it again from nothing
-                import shutil
-
                 shutil.rmtree(run_dir)
             t0 = time.perf_counter()
             proc = subprocess.run(
