@@ -19,7 +19,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.budget import History, calibrate_noise, epsilon_of, steps_that_fit
+from privacy.accountant import History, calibrate_noise, epsilon_of, steps_that_fit
 from client.dataset import LabelledData, load_owner_file, load_partition, with_canaries
 from client.dp_training import RoundOutcome, train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
@@ -27,7 +27,7 @@ from client.settings import ClientSettings
 from genai_models import DataSpec, build_model, resolve
 from genai_models.cgan import ConditionalGAN
 from genai_models.table_codec import TableCodec
-from server.ledger import Ledger
+from privacy.ledger import Ledger
 
 STATE_KEY = "fedsynth-privacy"
 

@@ -19,7 +19,7 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from client.budget import History
+from privacy.accountant import History
 from client.dataset import LabelledData
 
 

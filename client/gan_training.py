@@ -14,7 +14,7 @@ from opacus import GradSampleModule
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from client.budget import History
+from privacy.accountant import History
 from client.dataset import LabelledData
 from client.dp_training import (
     RoundOutcome,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from server.atomic import write_with
+from privacy.atomic import write_with
 
 
 def save_checkpoint(run_dir: Path, server_round: int, state_dict: dict, server_state: dict) -> Path:

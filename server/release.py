@@ -11,7 +11,7 @@ from torch import nn
 
 from genai_models import DataSpec
 from genai_models.table_codec import TableCodec
-from server.atomic import write_with
+from privacy.atomic import write_with
 
 
 def release_images(

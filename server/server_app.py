@@ -25,9 +25,9 @@ from rich.console import Console
 
 from genai_models import build_model, resolve
 from server import client_dp
-from server.atomic import write_text
+from privacy.atomic import write_text
 from server.checkpoints import save_checkpoint
-from server.ledger import EVENT_FIELDS, GENESIS, Ledger
+from privacy.ledger import EVENT_FIELDS, GENESIS, Ledger
 from server.release import release_images, release_table
 from server.settings import ServerSettings, run_dir_for
 

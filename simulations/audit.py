@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from server.ledger import EVENT_FIELDS, GENESIS, entry_hash
+from privacy.ledger import EVENT_FIELDS, GENESIS, entry_hash
 from simulations.accounting import recompute_epsilon
 
 MATCH_TOLERANCE = 0.01  # P8: recomputed within 1% of the reported epsilon

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from server.atomic import write_with
+from privacy.atomic import write_with
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 

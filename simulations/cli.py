@@ -145,7 +145,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from server.atomic import write_text
+    from privacy.atomic import write_text
     from simulations.audit import EXIT_BROKEN, LedgerBroken, audit_ledger_file, audit_run
     from simulations.audit_table import render_audit
     from simulations.privacy_plot import plot_privacy_budget
@@ -172,7 +172,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _schema_infer(args: argparse.Namespace) -> int:
     import tomli_w
 
-    from server.atomic import write_text
+    from privacy.atomic import write_text
     from simulations.schema_draft import WARNING, draft_schema
 
     try:

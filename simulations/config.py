@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from client.budget import rdp_epsilon_floor
+from privacy.accountant import rdp_epsilon_floor
 from client.dataset import PARTITIONS, partition_indices, train_holdout
 from client.dp_training import OPTIMIZERS
 from client.settings import ACCOUNTANTS, parse_budgets

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.atomic import write_with
+from privacy.atomic import write_with
 
 
 def plot_privacy_budget(entries: list[dict], path: Path) -> Path:

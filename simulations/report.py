@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from server.atomic import write_text
+from privacy.atomic import write_text
 
 RELATION = (
     "record-level: add or remove one record of one owner's data "

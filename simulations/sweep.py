@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from server.atomic import write_text, write_with
+from privacy.atomic import write_text, write_with
 
 COLUMNS = ["model", "epsilon", "seed", "tstr_lr", "tstr_rf", "trtr_lr", "frechet_distance",
            "dcr_auc", "model_attack_auc", "empirical_epsilon", "max_epsilon_spent",

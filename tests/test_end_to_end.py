@@ -12,7 +12,7 @@ import tomllib
 import numpy as np
 import pytest
 
-from server.ledger import GENESIS, entry_hash
+from privacy.ledger import GENESIS, entry_hash
 from simulations.accounting import recompute_epsilon
 
 TINY = ["--num-clients", "3", "--rounds", "2", "--seed", "1"]

@@ -77,7 +77,7 @@ def test_run_budgets_table_sets_one_owner_budget(task_identity):
 
 
 def test_owner_keeps_its_own_chained_ledger(task_identity, tmp_path):
-    from server.ledger import GENESIS, entry_hash
+    from privacy.ledger import GENESIS, entry_hash
 
     path = tmp_path / "mine.jsonl"
     events = _events(_context(**{"ledger-path": str(path)}), 2)

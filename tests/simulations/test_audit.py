@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from client.budget import epsilon_of
-from server.ledger import Ledger, entry_hash
+from privacy.accountant import epsilon_of
+from privacy.ledger import Ledger, entry_hash
 from simulations.audit import EXIT_BROKEN, EXIT_FINDING, EXIT_OK, audit_run
 from simulations.cli import main
 

@@ -3,7 +3,7 @@
 import pytest
 from opacus.accountants import PRVAccountant, RDPAccountant
 
-from client.budget import calibrate_noise, epsilon_of, steps_that_fit
+from privacy.accountant import calibrate_noise, epsilon_of, steps_that_fit
 
 
 def test_rdp_epsilon_matches_opacus_accountant():

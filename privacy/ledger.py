@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from server.atomic import write_text
+from privacy.atomic import write_text
 
 GENESIS = "0" * 64
 

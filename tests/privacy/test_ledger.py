@@ -1,6 +1,6 @@
 import json
 
-from server.ledger import GENESIS, Ledger, entry_hash
+from privacy.ledger import GENESIS, Ledger, entry_hash
 
 
 def test_entries_are_chained_and_hashed(tmp_path):
