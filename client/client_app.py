@@ -1,209 +1,252 @@
 """The Flower ClientApp of one data owner: Message in, weights and a privacy event out.
 
-Each owner also appends its events to its own hash-chained ledger (node_config
-``ledger-path``, or the run's ``ledgers/`` folder in simulation), so that it can
-audit its spend without trusting the coordinator. The ledger format is the
-server's (``server/ledger.py``, which imports nothing but the standard library).
+The owner decides its privacy. Its policy comes from its own ``node_config``
+(:class:`privacy.policy.OwnerPolicy`); the run config is the coordinator's proposal,
+validated with the same rules as everywhere else and then clamped to the policy
+or refused. The owner's own hash-chained ledger is the source of truth for its
+spend: every call rebuilds the accountant history from it under a file lock, so
+restarts, new runs and concurrent messages can never reset or double-spend a
+budget (P3, P4, P10), and a broken ledger stops the owner (fail closed).
 
-The ClientApp object does not live across rounds (P3): the calibrated noise
-multiplier and the accountant history are kept in ``context.state``, which Flower
-persists per node, so epsilon is cumulative over every round the owner trained in.
+What leaves the owner: the DP-trained weights, its privacy event (public
+mechanism parameters) and a status with a reason from a fixed vocabulary. No
+record count, no loss under DP, no data value; the details of a failure stay in
+the owner's own log.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.logger import log
 
-from privacy.accountant import History, calibrate_noise, epsilon_of, steps_that_fit
 from client.dataset import LabelledData, load_owner_file, load_partition, with_canaries
-from client.dp_training import RoundOutcome, train_nonprivate, train_private
+from client.dp_training import train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
-from client.settings import ClientSettings
-from genai_models import DataSpec, build_model, resolve
+from genai_models import build_model, resolve
 from genai_models.cgan import ConditionalGAN
-from genai_models.table_codec import TableCodec
-from privacy.ledger import Ledger
-
-STATE_KEY = "fedsynth-privacy"
+from privacy.accountant import (
+    History,
+    calibrate_noise,
+    epsilon_of,
+    rdp_epsilon_floor,
+    steps_that_fit,
+)
+from privacy.experiment import ConfigError, ExperimentConfig
+from privacy.ledger import REFUSAL, Ledger, LedgerBroken, locked
+from privacy.policy import OwnerPolicy
 
 app = ClientApp()
 
-
-def _load_data(s: ClientSettings, spec: DataSpec, codec: TableCodec | None) -> LabelledData:
-    """The owner's own file (deployment), else its partition of the run's data (simulation)."""
-    if s.own_data_path:
-        return load_owner_file(s.own_data_path, spec, codec)
-    data = load_partition(
-        s.dataset,
-        s.client_id,
-        s.num_partitions,
-        scheme=s.partition,
-        alpha=s.alpha,
-        holdout=s.holdout,
-        seed=s.seed,
-        data_path=s.data_path,
-        schema_path=s.schema_path,
-    )
-    if s.canaries and s.client_id == 0:  # the canary audit's owner
-        data = with_canaries(data, spec, s.canaries, s.seed)
-    return data
-
-
-def _restore(context: Context) -> tuple[float, History]:
-    """The noise multiplier calibrated in an earlier round (0 if none) and the history."""
-    if STATE_KEY not in context.state:
-        return 0.0, []
-    rec = context.state[STATE_KEY]
-    if "steps" not in rec:
-        return float(rec["noise-multiplier"]), []
-    history = [
-        (float(s), float(q), int(k))
-        for s, q, k in zip(rec["sigmas"], rec["rates"], rec["steps"], strict=True)
-    ]
-    return float(rec["noise-multiplier"]), history
-
-
-def _persist(context: Context, noise_multiplier: float, history: History) -> None:
-    rec = ConfigRecord({"noise-multiplier": noise_multiplier})
-    if history:
-        rec["sigmas"] = [float(h[0]) for h in history]
-        rec["rates"] = [float(h[1]) for h in history]
-        rec["steps"] = [int(h[2]) for h in history]
-    context.state[STATE_KEY] = rec
+WARNING = 30  # logging.WARNING, for Flower's logger
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Entry point for Flower: the experiment comes from ``context.run_config``."""
-    return train_round(msg, context, dict(context.run_config))
+    """Entry point for Flower: proposal from ``run_config``, policy from ``node_config``."""
+    return train_round(msg, context, dict(context.run_config), dict(context.node_config))
 
 
-def train_round(msg: Message, context: Context, run_config: dict) -> Message:
-    """Train the global model locally for one round, within this owner's budget."""
-    s = ClientSettings.from_context(context, run_config)
-    config = msg.content["config"]
-    server_round = int(config["server-round"])
-    spec, codec = resolve(s.dataset, s.schema_path)
-    data = _load_data(s, spec, codec)
-    model = build_model(s.model, spec, hidden_dim=s.hidden_dim, latent_dim=s.latent_dim)
+class Refusal(Exception):
+    """The owner declines this request; the message is public and goes to its ledger."""
+
+    def __init__(self, reason: str, status: str = "refused"):
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Request:
+    """One train message, read: who asks, in which run and round, for what."""
+
+    run_id: int
+    server_round: int
+    proposal: ExperimentConfig
+
+
+def train_round(msg: Message, context: Context, run_config: dict, node_config: dict) -> Message:
+    """Train the global model locally for one round, within this owner's policy."""
+    try:
+        policy = OwnerPolicy.from_node_config(node_config, context.node_id)
+    except ConfigError as err:
+        log(WARNING, "fedsynth owner: cannot train: %s", err)
+        return _reply(msg, None, None, {"status": "failed",
+                                        "reason": "the owner's node_config is invalid"})
+    cid = policy.client_id
+    try:
+        with locked(policy.ledger_path) as ledger:
+            server_round = int(msg.content["config"]["server-round"])
+            try:
+                proposal = ExperimentConfig.parse(run_config, "run_config")
+            except ConfigError as err:
+                return _refuse(msg, ledger, cid, msg.metadata.run_id, server_round,
+                               Refusal(f"the proposal is invalid: {err}"))
+            request = Request(msg.metadata.run_id, server_round, proposal)
+            try:
+                return _train_within_policy(msg, ledger, policy, request)
+            except Refusal as refusal:
+                return _refuse(msg, ledger, cid, request.run_id, server_round, refusal)
+    except LedgerBroken as err:
+        log(WARNING, "fedsynth owner %s: refusing to train: %s", cid, err)
+        return _reply(msg, None, None, {"status": "failed", "client_id": cid,
+                                        "reason": "the owner's ledger is unreadable or broken"})
+    except Exception as err:  # the details stay here: they may name data values
+        log(WARNING, "fedsynth owner %s: training failed: %r", cid, err)
+        return _reply(msg, None, None, {"status": "failed", "client_id": cid,
+                                        "reason": f"training failed on the owner "
+                                                  f"({type(err).__name__})"})
+
+
+def _refuse(msg: Message, ledger: Ledger, cid: int, run_id: int, server_round: int,
+            refusal: Refusal) -> Message:
+    reason = str(refusal)
+    log(WARNING, "fedsynth owner %s: round %s: %s", cid, server_round, reason)
+    ledger.append({"round": server_round, "client_id": cid, "run_id": run_id,
+                   "mechanism": REFUSAL, "reason": reason})
+    return _reply(msg, None, None, {"status": refusal.status, "client_id": cid,
+                                    "reason": reason, "steps": 0})
+
+
+def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig) -> LabelledData:
+    """The owner's own file, or (a simulated owner) its partition of the simulation's data."""
+    schema_path = policy.schema_path or proposal.schema_path
+    spec, codec = resolve(proposal.dataset, schema_path)
+    if policy.partition_id is None:
+        if not policy.data_path:
+            raise Refusal("this owner's node_config names no data-path")
+        return load_owner_file(policy.data_path, spec, codec)
+    data = load_partition(
+        proposal.dataset,
+        policy.partition_id,
+        policy.num_partitions,
+        scheme=proposal.partition,
+        alpha=proposal.alpha,
+        holdout=proposal.holdout,
+        seed=proposal.seed,
+        data_path=policy.data_path,
+        schema_path=schema_path,
+    )
+    if proposal.canaries and policy.partition_id == 0:  # the canary audit's owner
+        data = with_canaries(data, spec, proposal.canaries, proposal.seed)
+    return data
+
+
+def _history(entries: list[dict]) -> History:
+    return [(e["noise_multiplier"], e["sample_rate"], e["steps"])
+            for e in entries if e["mechanism"] == "dp-sgd"]
+
+
+def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
+                         request: Request) -> Message:
+    p, cid = request.proposal, policy.client_id
+    mine = [e for e in ledger.entries if e["mechanism"] == "dp-sgd"]
+    this_run = [e for e in mine if e["run_id"] == request.run_id]
+    if any(e["round"] == request.server_round for e in this_run):
+        raise Refusal(f"already trained in round {request.server_round} of this run")
+    if not p.private and not policy.allow_nonprivate:
+        raise Refusal("epsilon=inf (no DP) was proposed, and this owner's policy does not "
+                      "allow non-private training")
+    if p.private and p.delta > policy.max_delta:
+        raise Refusal(f"delta={p.delta:g} was proposed; this owner accepts at most "
+                      f"{policy.max_delta:g}")
+    data = _load_data(policy, p)
+    model = build_model(p.model, resolve(p.dataset, policy.schema_path or p.schema_path)[0],
+                        hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    torch.manual_seed(s.seed * 1_000_003 + server_round * 1009 + s.client_id)
-
+    # Public randomness only (the VAE's reparameterisation, the GAN's fake labels);
+    # DP noise and sampling draw from OS entropy inside the trainers.
+    torch.manual_seed(p.seed * 1_000_003 + request.server_round * 1009 + cid)
     gan = isinstance(model, ConditionalGAN)
-    if not s.private:
-        outcome = (train_nonprivate_gan if gan else train_nonprivate)(
-            model,
-            data,
-            epochs=s.local_epochs,
-            batch_size=s.batch_size,
-            learning_rate=s.learning_rate,
-            max_norm=s.max_grad_norm,
-            optimizer=s.optimizer,
-        )
-        return _reply(msg, model, outcome, s, len(data), "nonprivate", None)
 
-    if s.delta >= 1.0 / len(data):
-        raise ValueError(
-            f"delta={s.delta} must be below 1/{len(data)} (client {s.client_id}'s records) (P6)"
+    if not p.private:
+        outcome = (train_nonprivate_gan if gan else train_nonprivate)(
+            model, data, epochs=p.local_epochs, batch_size=p.batch_size,
+            learning_rate=p.learning_rate, max_norm=p.max_grad_norm, optimizer=p.optimizer,
         )
-    # Opacus's Poisson loader samples at 1 / (batches per epoch); using exactly that
-    # rate keeps the accountant, the ledger and the sampler in agreement.
-    batches_per_epoch = math.ceil(len(data) / s.batch_size)
-    sample_rate = 1.0 / batches_per_epoch
-    steps_per_round = s.local_epochs * batches_per_epoch
-    sigma, history = _restore(context)
-    if sigma == 0.0:
-        sigma = calibrate_noise(
-            epsilon=s.epsilon_budget,
-            delta=s.delta,
-            sample_rate=sample_rate,
-            steps=s.rounds * steps_per_round,
-            accountant=s.accountant,
+        ledger.append({"round": request.server_round, "client_id": cid,
+                       "run_id": request.run_id, "mechanism": REFUSAL,
+                       "reason": "trained without DP (epsilon=inf proposed; the owner's "
+                                 "policy allows it)"})
+        loss = outcome.mean_loss if math.isfinite(outcome.mean_loss) else 0.0
+        return _reply(msg, model, {"train-loss": loss},
+                      {"status": "nonprivate", "client_id": cid, "steps": outcome.steps})
+
+    # P6, on the owner's side: the refusal says only that the bound failed.
+    if p.delta >= 1.0 / max(len(data), 1):
+        raise Refusal(f"delta={p.delta:g} is not below 1/(this owner's record count) (P6)")
+    budget, delta, q, acc = policy.epsilon_budget, p.delta, p.sample_rate, p.accountant
+    lifetime, run = _history(mine), _history(this_run)
+    sigma = this_run[0]["noise_multiplier"] if this_run else _calibrate(lifetime, policy, p)
+
+    def fitting(wanted: int) -> int:
+        # Within the owner's lifetime budget, and within what the coordinator asked
+        # this run to spend: the smaller of the two.
+        return min(
+            steps_that_fit(lifetime, noise_multiplier=sigma, sample_rate=q, wanted=wanted,
+                           budget=budget, delta=delta, accountant=acc),
+            steps_that_fit(run, noise_multiplier=sigma, sample_rate=q, wanted=wanted,
+                           budget=p.epsilon, delta=delta, accountant=acc),
         )
-    budget = {"budget": s.epsilon_budget, "delta": s.delta, "accountant": s.accountant}
-    steps = steps_that_fit(
-        history, noise_multiplier=sigma, sample_rate=sample_rate, wanted=steps_per_round, **budget
-    )
+
+    steps = fitting(p.steps_per_round) if sigma else 0
     if steps == 0:
-        outcome = RoundOutcome(0, float("nan"), history)
-        return _reply(msg, model, outcome, s, len(data), "exhausted", None)
+        raise Refusal("the privacy budget is spent", status="exhausted")
     outcome = (train_private_gan if gan else train_private)(
-        model,
-        data,
-        steps=steps,
-        noise_multiplier=sigma,
-        sample_rate=sample_rate,
-        max_grad_norm=s.max_grad_norm,
-        learning_rate=s.learning_rate,
-        accountant=s.accountant,
-        history=history,
-        optimizer=s.optimizer,
+        model, data, steps=steps, noise_multiplier=sigma, sample_rate=q,
+        max_grad_norm=p.max_grad_norm, normaliser=p.batch_size,
+        learning_rate=p.learning_rate, accountant=acc, optimizer=p.optimizer,
     )
-    _persist(context, sigma, outcome.history)
-    # Exhausted when not even one more step of this kind would fit.
-    more = steps_that_fit(
-        outcome.history, noise_multiplier=sigma, sample_rate=sample_rate, wanted=1, **budget
-    )
-    event = {
-        "round": server_round,
-        "client_id": s.client_id,
+    new = (sigma, q, outcome.steps)
+    event = ledger.append({
+        "round": request.server_round,
+        "client_id": cid,
+        "run_id": request.run_id,
         "mechanism": "dp-sgd",
         "noise_multiplier": sigma,
-        "sample_rate": sample_rate,
+        "sample_rate": q,
         "steps": outcome.steps,
-        "max_grad_norm": s.max_grad_norm,
-        "delta": s.delta,
-        "accountant": s.accountant,
-        "epsilon": epsilon_of(outcome.history, accountant=s.accountant, delta=s.delta),
-        "epsilon_budget": s.epsilon_budget,
-    }
-    ledger_path = _own_ledger_path(s, config)
-    if ledger_path is not None:
-        Ledger(ledger_path).append(event)
-    status = "trained" if more else "trained-exhausted"
-    return _reply(msg, model, outcome, s, len(data), status, event)
+        "max_grad_norm": p.max_grad_norm,
+        "delta": delta,
+        "accountant": acc,
+        "epsilon": epsilon_of([*run, new], accountant=acc, delta=delta),
+        "lifetime_epsilon": epsilon_of([*lifetime, new], accountant=acc, delta=delta),
+        "epsilon_budget": budget,
+    })
+    lifetime.append(new)
+    run.append(new)
+    # Exhausted when not even one more step of this kind would fit.
+    status = "trained" if fitting(1) else "trained-exhausted"
+    body = {k: v for k, v in event.items() if k not in ("prev_hash", "hash")}
+    return _reply(msg, model, {}, {"status": status, **body})
 
 
-def _own_ledger_path(s: ClientSettings, config: ConfigRecord) -> Path | None:
-    """Where this owner keeps its own ledger, always on its own machine.
+def _calibrate(lifetime: History, policy: OwnerPolicy, p: ExperimentConfig) -> float:
+    """The noise multiplier for this run's planned steps, or 0 when too little budget is left.
 
-    node_config's ``ledger-path``; else, for a node with its own data file, beside
-    that file; else (simulation) the run's ``ledgers/`` folder that the server names.
+    The run may spend what was proposed, or what is left of the owner's lifetime
+    budget when that is less; the budget itself is enforced step by step after.
     """
-    if s.ledger_path:
-        return Path(s.ledger_path)
-    if s.data_path:
-        return Path(s.data_path).with_name(f"fedsynth-ledger-client-{s.client_id}.jsonl")
-    if config.get("ledger-dir"):
-        return Path(str(config["ledger-dir"])) / f"client-{s.client_id}.jsonl"
-    return None
+    spent = epsilon_of(lifetime, accountant=p.accountant, delta=p.delta)
+    target = min(p.epsilon, policy.epsilon_budget - spent)
+    if target <= 0 or (p.accountant == "rdp" and target <= 2 * rdp_epsilon_floor(p.delta)):
+        return 0.0
+    try:
+        return calibrate_noise(epsilon=target, delta=p.delta, sample_rate=p.sample_rate,
+                               steps=p.rounds * p.steps_per_round, accountant=p.accountant)
+    except ValueError:  # too little left for any noise the calibration tries
+        return 0.0
 
 
-def _reply(
-    msg: Message,
-    model: torch.nn.Module,
-    outcome: RoundOutcome,
-    s: ClientSettings,
-    num_examples: int,
-    status: str,
-    event: dict | None,
-) -> Message:
-    """Weights, metrics, and the status plus (when it trained privately) the ledger event."""
-    loss = outcome.mean_loss if math.isfinite(outcome.mean_loss) else 0.0
-    privacy = ConfigRecord(
-        {"status": status, "client_id": s.client_id, "steps": outcome.steps, **(event or {})}
-    )
-    metrics = {"num-examples": num_examples, "unit-weight": 1, "train-loss": loss}
-    content = RecordDict(
-        {
-            "arrays": ArrayRecord(model.state_dict()),
-            "metrics": MetricRecord(metrics),
-            "privacy": privacy,
-        }
-    )
+def _reply(msg: Message, model: torch.nn.Module | None, metrics: dict | None,
+           privacy: dict) -> Message:
+    """The reply: weights (when it trained), metrics, and the status plus privacy event."""
+    content = RecordDict({"privacy": ConfigRecord(privacy)})
+    if model is not None:
+        content["arrays"] = ArrayRecord(model.state_dict())
+        # Uniform weighting: the exact record count is private and never leaves.
+        content["metrics"] = MetricRecord({"unit-weight": 1, **(metrics or {})})
     return Message(content=content, reply_to=msg)

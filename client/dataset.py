@@ -16,8 +16,7 @@ import pandas as pd
 
 from genai_models import DataSpec, resolve
 from genai_models.table_codec import DataError, TableCodec
-
-PARTITIONS = ("iid", "dirichlet")
+from privacy.experiment import PARTITIONS
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,41 @@
 """Local training of one round: Opacus DP-SGD with Poisson sampling, or the non-private baseline.
 
 Every gradient computed from a real record is clipped per sample and noised
-(invariant P1), and batches are drawn by Poisson sampling as the accountant
-assumes (P2). The accountant's history is restored before training and returned
-after it, so the caller can persist it across rounds (P3).
+(invariant P1), and batches are drawn by Poisson sampling at the public rate the
+accountant assumes (P2). The owner's history lives in its own ledger (P3), which
+the caller reads before training and appends to after it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from opacus import PrivacyEngine
+from opacus import GradSampleModule
+from opacus.accountants import create_accountant
+from opacus.data_loader import DPDataLoader
+from opacus.optimizers import DPOptimizer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from privacy.accountant import History
 from client.dataset import LabelledData
+from privacy.experiment import OPTIMIZERS
+
+# The inputs need no gradient, only the weights' per-sample ones: torch's note about
+# the backward hooks says nothing a user can act on.
+warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
 
 
 @dataclass(frozen=True)
 class RoundOutcome:
-    """What one round of local training did."""
+    """What one round of local training did: steps taken and (non-private only) the loss."""
 
     steps: int
     mean_loss: float
-    history: History
-
-
-OPTIMIZERS = ("sgd", "adam")
 
 
 def _optimizer(name: str, model: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
@@ -52,6 +55,15 @@ def _tensors(data: LabelledData) -> TensorDataset:
     return TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y))
 
 
+def entropy_generator() -> torch.Generator:
+    """A generator seeded from the operating system's entropy, never from configuration.
+
+    DP noise and Poisson sampling draw from it, so nobody holding the run's
+    configuration (or its seed) can regenerate the noise and subtract it (P9).
+    """
+    return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+
+
 @contextlib.contextmanager
 def privatized(
     module: nn.Module,
@@ -61,39 +73,46 @@ def privatized(
     noise_multiplier: float,
     sample_rate: float,
     max_grad_norm: float,
+    normaliser: int,
     accountant: str,
-    history: History,
+    steps: int,
+    generator: torch.Generator | None = None,
 ):
-    """Yield ``(private_module, dp_optimizer, poisson_loader, engine)`` for ``module``.
+    """Yield ``(private_module, dp_optimizer, poisson_loader)`` for ``module``.
 
-    The accountant resumes from ``history``; on exit the hooks are removed (the
-    module is plain again for averaging) and the recorded (noise, rate) is checked
-    against the plan, so the ledger can never describe other steps than were taken.
+    Opacus's parts, put together by hand rather than by ``make_private``, because it
+    would sample at 1 / len(loader), a rate that reveals the owner's record count,
+    draw its batches from torch's global RNG, and divide by a batch size derived from
+    the record count. Here the rate is the public ``sample_rate`` (P2), noise and
+    sampling share ``generator`` (OS entropy unless a test passes one), noise is
+    drawn with Opacus's floating-point defence (``secure_mode``), and the summed
+    clipped gradients are divided by the public ``normaliser``. On exit the hooks
+    are removed (the module is plain again for averaging) and an accountant that
+    watched every step must agree with ``steps`` at (noise, rate): the ledger can
+    never describe other steps than were taken.
     """
-    batches = round(1.0 / sample_rate)
-    if abs(1.0 / batches - sample_rate) > 1e-12:
-        raise ValueError(f"sample_rate={sample_rate} must be 1/k for an integer k")
-    loader = DataLoader(_tensors(data), batch_size=math.ceil(len(data) / batches))
-    # Opacus warns that secure_mode is off (a documented choice) and torch that the
-    # inputs need no gradient (true: only the weights' per-sample gradients matter).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        engine = PrivacyEngine(accountant=accountant)
-        engine.accountant.history = list(history)
-        private, optimizer, loader = engine.make_private(
-            module=module,
-            optimizer=optimizer,
-            data_loader=loader,
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm,
-            poisson_sampling=True,
-        )
-        yield private, optimizer, loader, engine
-    private.remove_hooks()
-    recorded = engine.accountant.history[-1] if engine.accountant.history else None
-    if recorded is not None and recorded[:2] != (noise_multiplier, sample_rate):
-        raise RuntimeError(f"accountant recorded {recorded[:2]}, not the planned "
-                           f"({noise_multiplier}, {sample_rate})")
+    generator = generator or entropy_generator()
+    watcher = create_accountant(mechanism=accountant)
+    private = GradSampleModule(module, batch_first=True, loss_reduction="mean")
+    private.forbid_grad_accumulation()  # Poisson sampling: one batch, one step
+    dp_optimizer = DPOptimizer(
+        optimizer,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        expected_batch_size=normaliser,
+        loss_reduction="mean",
+        generator=generator,
+        secure_mode=True,
+    )
+    dp_optimizer.attach_step_hook(watcher.get_optimizer_hook_fn(sample_rate=sample_rate))
+    loader = DPDataLoader(_tensors(data), sample_rate=sample_rate, generator=generator)
+    try:
+        yield private, dp_optimizer, loader
+    finally:
+        private._close()
+    if watcher.history != [(noise_multiplier, sample_rate, steps)]:
+        raise RuntimeError(f"the accountant recorded {watcher.history}, not the planned "
+                           f"{steps} steps at ({noise_multiplier}, {sample_rate})")
 
 
 def repeat_steps(loader, steps: int, step: Callable[[torch.Tensor, torch.Tensor], float]):
@@ -130,17 +149,23 @@ def train_private(
     noise_multiplier: float,
     sample_rate: float,
     max_grad_norm: float,
+    normaliser: int,
     learning_rate: float,
     accountant: str,
-    history: History,
     optimizer: str = "sgd",
+    generator: torch.Generator | None = None,
 ) -> RoundOutcome:
-    """Run exactly ``steps`` DP-SGD steps on ``model`` (in place) and return the new history."""
+    """Run exactly ``steps`` DP-SGD steps on ``model`` (in place).
+
+    The loss stays on the owner's machine (it is not a DP release): the outcome
+    carries no loss.
+    """
     with privatized(
         model, _optimizer(optimizer, model, learning_rate), data,
         noise_multiplier=noise_multiplier, sample_rate=sample_rate,
-        max_grad_norm=max_grad_norm, accountant=accountant, history=history,
-    ) as (private_model, dp_optimizer, loader, engine):
+        max_grad_norm=max_grad_norm, normaliser=normaliser, accountant=accountant,
+        steps=steps, generator=generator,
+    ) as (private_model, dp_optimizer, loader):
         private_model.train()
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
@@ -149,10 +174,10 @@ def train_private(
             loss = private_model(xb, yb).sum() / max(len(xb), 1)
             loss.backward()
             dp_optimizer.step()
-            return float(loss.detach())
+            return 0.0
 
-        done, total = repeat_steps(loader, steps, step)
-    return RoundOutcome(done, total / max(done, 1), list(engine.accountant.history))
+        done, _ = repeat_steps(loader, steps, step)
+    return RoundOutcome(done, float("nan"))
 
 
 def train_nonprivate(
@@ -181,4 +206,4 @@ def train_nonprivate(
         return float(loss.detach())
 
     done, total = run_epochs(loader, epochs, step)
-    return RoundOutcome(done, total / max(done, 1), [])
+    return RoundOutcome(done, total / max(done, 1))

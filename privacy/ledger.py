@@ -3,23 +3,37 @@
 Each line carries ``prev_hash`` (the previous line's ``hash``, 64 zeros for the
 first) and ``hash``, the sha256 of the line's canonical JSON without ``hash``.
 Changing, deleting, inserting or reordering a line breaks the chain at that line.
+
+Two kinds of line: a *spend* (``mechanism`` ``dp-sgd`` or ``gaussian-aggregate``,
+with the parameters any accountant needs) and a *refusal* (``mechanism`` ``none``,
+with the ``reason`` an owner declined a request). An owner's ledger is its truth:
+:func:`read_ledger` verifies every line, and :func:`locked` serialises the
+read-train-append of one owner so two messages can never both spend.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 from privacy.atomic import write_text
 
 GENESIS = "0" * 64
+SPEND_MECHANISMS = ("dp-sgd", "gaussian-aggregate")
+REFUSAL = "none"
 
-# The fields of a privacy event, as DESIGN.md names them; a line holds these plus
-# ``prev_hash`` and ``hash`` (and, for a client-level event, ``participants``).
+# The fields of a spend, as DESIGN.md names them plus the run it belongs to and the
+# owner's lifetime epsilon; a line holds these plus ``prev_hash`` and ``hash`` (and,
+# for a client-level event, ``participants``).
 EVENT_FIELDS = (
     "round",
     "client_id",
+    "run_id",
     "mechanism",
     "noise_multiplier",
     "sample_rate",
@@ -28,8 +42,14 @@ EVENT_FIELDS = (
     "delta",
     "accountant",
     "epsilon",
+    "lifetime_epsilon",
     "epsilon_budget",
 )
+REFUSAL_FIELDS = ("round", "client_id", "run_id", "mechanism", "reason")
+
+
+class LedgerBroken(Exception):
+    """A ledger that cannot be read or whose chain is broken; the message names the line."""
 
 
 def canonical(entry: dict) -> str:
@@ -43,23 +63,134 @@ def entry_hash(entry: dict) -> str:
     return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
-class Ledger:
-    """An append-only, hash-chained JSONL file, rewritten atomically on each append."""
+def is_spend(entry: dict) -> bool:
+    """Whether a line spends privacy (as opposed to recording a refusal)."""
+    return entry.get("mechanism") in SPEND_MECHANISMS
 
-    def __init__(self, path: str | Path):
+
+def _check_entry(path: Path, n: int, e: dict) -> None:
+    """Field types and ranges of one line (``n`` is 1-based)."""
+
+    def bad(why: str):
+        raise LedgerBroken(f"{path}: line {n}: {why}")
+
+    mechanism = e.get("mechanism")
+    if mechanism not in (*SPEND_MECHANISMS, REFUSAL):
+        bad(f"mechanism={mechanism!r}; expected dp-sgd, gaussian-aggregate or none")
+    required = EVENT_FIELDS if mechanism != REFUSAL else REFUSAL_FIELDS
+    missing = [k for k in (*required, "prev_hash", "hash") if k not in e]
+    if missing:
+        bad(f"missing {', '.join(missing)}")
+
+    def number(key, low=-math.inf, high=math.inf, integer=False, low_open=False):
+        v = e[key]
+        ok = isinstance(v, int if integer else (int, float)) and not isinstance(v, bool)
+        if not ok or not math.isfinite(v) or v < low or v > high or (low_open and v == low):
+            bad(f"{key}={v!r} is not a valid value")
+
+    number("round", 1, integer=True)
+    if mechanism == REFUSAL:
+        number("client_id", 0, integer=True)
+        if not isinstance(e["reason"], str) or not e["reason"]:
+            bad("a refusal needs a reason")
+        return
+    if e["accountant"] not in ("rdp", "prv"):
+        bad(f"accountant={e['accountant']!r}; expected rdp or prv")
+    number("steps", 1, integer=True)
+    number("noise_multiplier", 0, low_open=True)
+    number("sample_rate", 0, 1, low_open=True)
+    number("delta", 0, 1, low_open=True)
+    number("epsilon", 0)
+    number("max_grad_norm", 0, low_open=True)
+    if mechanism == "dp-sgd":
+        number("client_id", 0, integer=True)
+        number("lifetime_epsilon", 0)
+        number("epsilon_budget", 0, low_open=True)
+    elif e["client_id"] is not None:
+        bad("a gaussian-aggregate event has client_id null")
+
+
+def read_ledger(path: str | Path) -> list[dict]:
+    """Parse and verify a hash-chained ledger; raise LedgerBroken naming the first bad line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LedgerBroken(f"{path}: no such ledger") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise LedgerBroken(f"{path}: cannot be read ({err})") from None
+    if text and not text.endswith("\n"):
+        raise LedgerBroken(f"{path}: line {text.count(chr(10)) + 1}: truncated (no newline)")
+    entries, prev = [], GENESIS
+    seen: set[tuple] = set()
+    for n, raw in enumerate(text.splitlines(), start=1):
+        try:
+            e = json.loads(raw)
+        except json.JSONDecodeError:
+            raise LedgerBroken(f"{path}: line {n}: not a JSON object") from None
+        if not isinstance(e, dict):
+            raise LedgerBroken(f"{path}: line {n}: not a JSON object")
+        _check_entry(path, n, e)
+        if e["hash"] != entry_hash(e):
+            raise LedgerBroken(f"{path}: line {n}: hash does not match the line's content "
+                               "(the line was altered)")
+        if e["prev_hash"] != prev:
+            where = "the start of the ledger" if n == 1 else f"line {n - 1}"
+            raise LedgerBroken(f"{path}: line {n}: prev_hash does not match {where} (a line "
+                               "was deleted, inserted or reordered)")
+        if is_spend(e):
+            key = (e["run_id"], e["round"], e["client_id"], e["mechanism"])
+            if key in seen:
+                raise LedgerBroken(f"{path}: line {n}: a second event for run {e['run_id']}, "
+                                   f"round {e['round']}, owner {e['client_id']}")
+            seen.add(key)
+        entries.append(e)
+        prev = e["hash"]
+    return entries
+
+
+class Ledger:
+    """An append-only, hash-chained JSONL file, rewritten atomically on each append.
+
+    With ``verify`` (an owner's own ledger) the existing lines are checked first and a
+    broken or unreadable file raises :class:`LedgerBroken`: the caller fails closed.
+    """
+
+    def __init__(self, path: str | Path, *, verify: bool = False):
         self.path = Path(path)
-        self._lines: list[str] = []
+        self.entries: list[dict] = []
         self.head = GENESIS
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                self._lines.append(line)
-                self.head = json.loads(line)["hash"]
+        if verify:
+            if self.path.exists():
+                self.entries = read_ledger(self.path)
+        elif self.path.exists():
+            self.entries = [json.loads(x) for x in self.path.read_text("utf-8").splitlines()]
+        if self.entries:
+            self.head = self.entries[-1]["hash"]
 
     def append(self, event: dict) -> dict:
         """Chain ``event`` after the current head, write it, and return the full entry."""
         entry = {**event, "prev_hash": self.head}
         entry["hash"] = entry_hash(entry)
-        self._lines.append(canonical(entry))
-        write_text(self.path, "\n".join(self._lines) + "\n")
+        lines = [canonical(e) for e in self.entries] + [canonical(entry)]
+        write_text(self.path, "\n".join(lines) + "\n")
+        self.entries.append(entry)
         self.head = entry["hash"]
         return entry
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[Ledger]:
+    """Hold an exclusive lock on ``path`` (through ``PATH.lock``) and yield the verified ledger.
+
+    Everything that reads the history and appends a spend happens inside one lock, so
+    concurrent messages to one owner (or two processes sharing its ledger) are serialised.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield Ledger(path, verify=True)
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

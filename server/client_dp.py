@@ -27,7 +27,7 @@ from flwr.supercore.privacy_accounting import (
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
-MODES = ("none", "fixed", "adaptive")
+from privacy.experiment import ExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,13 @@ class ClientDpSettings:
     clip: float
     delta: float
     num_clients: int
+
+    @classmethod
+    def from_experiment(cls, config: ExperimentConfig) -> ClientDpSettings:
+        """The client-level DP keys of a validated experiment."""
+        return cls(mode=config.client_dp, noise_multiplier=config.client_noise,
+                   clip=config.client_clip, delta=config.client_delta,
+                   num_clients=config.num_clients)
 
 
 def wrap(strategy: FedAvg, dp: ClientDpSettings) -> Strategy:

@@ -11,92 +11,15 @@ which catches a ledger rewritten with fresh hashes.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from privacy.ledger import EVENT_FIELDS, GENESIS, entry_hash
+from privacy.ledger import EVENT_FIELDS, GENESIS, LedgerBroken, is_spend, read_ledger
 from simulations.accounting import recompute_epsilon
 
 MATCH_TOLERANCE = 0.01  # P8: recomputed within 1% of the reported epsilon
 BUDGET_TOLERANCE = 1e-3  # numerical slack between two correct accountants
 EXIT_OK, EXIT_FINDING, EXIT_BROKEN = 0, 1, 2
-
-
-class LedgerBroken(Exception):
-    """A ledger that cannot be read or whose chain is broken; the message names the line."""
-
-
-def _check_event(path: Path, n: int, e: dict) -> None:
-    """Field types and ranges of one line (``n`` is 1-based)."""
-
-    def bad(why: str):
-        raise LedgerBroken(f"{path}: line {n}: {why}")
-
-    missing = [k for k in (*EVENT_FIELDS, "prev_hash", "hash") if k not in e]
-    if missing:
-        bad(f"missing {', '.join(missing)}")
-
-    def number(key, low=-math.inf, high=math.inf, integer=False, low_open=False):
-        v = e[key]
-        ok = isinstance(v, int if integer else (int, float)) and not isinstance(v, bool)
-        if not ok or not math.isfinite(v) or v < low or v > high or (low_open and v == low):
-            bad(f"{key}={v!r} is not a valid value")
-
-    if e["mechanism"] not in ("dp-sgd", "gaussian-aggregate"):
-        bad(f"mechanism={e['mechanism']!r}; expected dp-sgd or gaussian-aggregate")
-    if e["accountant"] not in ("rdp", "prv"):
-        bad(f"accountant={e['accountant']!r}; expected rdp or prv")
-    number("round", 1, integer=True)
-    number("steps", 1, integer=True)
-    number("noise_multiplier", 0, low_open=True)
-    number("sample_rate", 0, 1, low_open=True)
-    number("delta", 0, 1, low_open=True)
-    number("epsilon", 0)
-    number("max_grad_norm", 0, low_open=True)
-    if e["mechanism"] == "dp-sgd":
-        number("client_id", 0, integer=True)
-        number("epsilon_budget", 0, low_open=True)
-    elif e["client_id"] is not None:
-        bad("a gaussian-aggregate event has client_id null")
-
-
-def read_ledger(path: str | Path) -> list[dict]:
-    """Parse and verify a hash-chained ledger; raise LedgerBroken naming the first bad line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LedgerBroken(f"{path}: no such ledger") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise LedgerBroken(f"{path}: cannot be read ({err})") from None
-    if text and not text.endswith("\n"):
-        raise LedgerBroken(f"{path}: line {text.count(chr(10)) + 1}: truncated (no newline)")
-    entries, prev = [], GENESIS
-    seen: set[tuple] = set()
-    for n, raw in enumerate(text.splitlines(), start=1):
-        try:
-            e = json.loads(raw)
-        except json.JSONDecodeError:
-            raise LedgerBroken(f"{path}: line {n}: not a JSON object") from None
-        if not isinstance(e, dict):
-            raise LedgerBroken(f"{path}: line {n}: not a JSON object")
-        _check_event(path, n, e)
-        if e["hash"] != entry_hash(e):
-            raise LedgerBroken(f"{path}: line {n}: hash does not match the line's content "
-                               "(the line was altered)")
-        if e["prev_hash"] != prev:
-            where = "the start of the ledger" if n == 1 else f"line {n - 1}"
-            raise LedgerBroken(f"{path}: line {n}: prev_hash does not match {where} (a line "
-                               "was deleted, inserted or reordered)")
-        key = (e["round"], e["client_id"], e["mechanism"])
-        if key in seen:
-            raise LedgerBroken(f"{path}: line {n}: a second event for round {e['round']}, "
-                               f"owner {e['client_id']}")
-        seen.add(key)
-        entries.append(e)
-        prev = e["hash"]
-    return entries
 
 
 @dataclass
@@ -119,10 +42,16 @@ class OwnerAudit:
     curve: list[tuple[int, float]] = field(default_factory=list)
 
 
-def audit_events(entries: list[dict]) -> list[OwnerAudit]:
-    """Recompute every owner's epsilon (and the owner-level one) from its events."""
+def audit_events(entries: list[dict], *, lifetime: bool = False) -> list[OwnerAudit]:
+    """Recompute every owner's epsilon (and the owner-level one) from its spends.
+
+    A run's ledger is judged on each event's ``epsilon`` (this run's spend); an
+    owner's own ledger, which holds every run it joined, on ``lifetime_epsilon``.
+    Either way the owner's lifetime figure must stay within its lifetime budget.
+    """
+    key = "lifetime_epsilon" if lifetime else "epsilon"
     groups: dict[tuple, list[dict]] = {}
-    for e in entries:
+    for e in filter(is_spend, entries):
         scope = "owner" if e["mechanism"] == "dp-sgd" else "federation"
         groups.setdefault((scope, e["client_id"]), []).append(e)
     out = []
@@ -130,22 +59,24 @@ def audit_events(entries: list[dict]) -> list[OwnerAudit]:
         last = events[-1]
         accountants = {e["accountant"] for e in events}
         deltas = {e["delta"] for e in events}
+        runs = {e["run_id"] for e in events}
         accountant = last["accountant"] if len(accountants) == 1 else "mixed"
-        method = "pld" if accountant == "prv" else "rdp"
+        method = "pld" if last["accountant"] == "prv" else "rdp"
         delta = last["delta"]
         recomputed = recompute_epsilon(events, delta=delta, method=method)
         pld = recomputed if method == "pld" else recompute_epsilon(events, delta=delta,
                                                                     method="pld")
-        reported = float(last["epsilon"])
-        matches = (len(deltas) == 1 and accountant != "mixed"
-                   and abs(recomputed - reported) <= MATCH_TOLERANCE * max(reported, 1e-12))
+        reported = float(last[key])
+        consistent = lifetime or (len(deltas) == 1 and accountant != "mixed" and len(runs) == 1)
+        matches = consistent and abs(recomputed - reported) <= MATCH_TOLERANCE * max(reported,
+                                                                                     1e-12)
         budget = last.get("epsilon_budget")
         # The claimed figure must be within budget, and so must the tightest valid
         # independent bound: a guarantee holds when any valid accountant certifies it
         # (dp-accounting's RDP can sit ~0.5% above Opacus's where it drops
         # fractional orders it cannot evaluate; its PLD is tighter than both).
         within = budget is None or (
-            reported <= budget * (1 + 1e-9)
+            float(last["lifetime_epsilon"]) <= budget * (1 + 1e-9)
             and min(recomputed, pld) <= budget * (1 + BUDGET_TOLERANCE)
         )
         out.append(OwnerAudit(
@@ -153,15 +84,21 @@ def audit_events(entries: list[dict]) -> list[OwnerAudit]:
             steps=sum(e["steps"] for e in events), accountant=accountant, delta=delta,
             reported=reported, recomputed=recomputed, recomputed_method=method, pld=pld,
             budget=budget, matches=matches, within_budget=within,
-            curve=[(e["round"], float(e["epsilon"])) for e in events],
+            curve=[(e["round"], float(e[key])) for e in events],
         ))
     return out
 
 
-def compare_owner_ledger(server: list[dict], owner: list[dict], cid: int) -> list[str]:
-    """Differences between the server's events for owner ``cid`` and the owner's own."""
-    mine = {e["round"]: e for e in owner}
-    theirs = {e["round"]: e for e in server if e["client_id"] == cid}
+def compare_owner_ledger(server: list[dict], owner: list[dict], cid: int,
+                         run_ids: set) -> list[str]:
+    """Differences between the server's spends for owner ``cid`` and the owner's own.
+
+    Only the owner's events of this run (``run_ids``) are compared: its ledger also
+    holds every other run it joined.
+    """
+    mine = {e["round"]: e for e in owner
+            if e["mechanism"] == "dp-sgd" and e["run_id"] in run_ids}
+    theirs = {e["round"]: e for e in server if is_spend(e) and e["client_id"] == cid}
     problems = []
     for rnd in sorted(set(mine) | set(theirs)):
         a, b = theirs.get(rnd), mine.get(rnd)
@@ -220,15 +157,19 @@ def _finding_code(owners: list[OwnerAudit], findings: list[str]) -> int:
 def audit_ledger_file(path: str | Path) -> AuditResult:
     """Audit one ledger alone (an owner's own, with ``--node-ledger``)."""
     entries = read_ledger(path)
-    owners = audit_events(entries)
+    owners = audit_events(entries, lifetime=True)
     findings: list[str] = []
     code = _finding_code(owners, findings)
     head = entries[-1]["hash"] if entries else GENESIS
     return AuditResult(str(path), True, len(entries), head, owners, findings, code, entries)
 
 
-def audit_run(run_dir: str | Path) -> AuditResult:
-    """Audit a run directory: chain, head, owners' ledgers, recomputation, budgets."""
+def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None) -> AuditResult:
+    """Audit a run directory: chain, head, owners' ledgers, recomputation, budgets.
+
+    ``owner_ledgers`` is the folder of the owners' own ledgers (``client-N.jsonl``);
+    by default the run's ``ledgers/``, where a simulation keeps them.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LedgerBroken(f"{run_dir}: no such run directory")
@@ -247,9 +188,12 @@ def audit_run(run_dir: str | Path) -> AuditResult:
                            f"but the run recorded {recorded[:12]}… (the ledger was rewritten)")
     owners = audit_events(entries)
     findings: list[str] = []
-    for own in sorted((run_dir / "ledgers").glob("client-*.jsonl")):
+    run_ids = ({report["run_id"]} if report is not None and "run_id" in report
+               else {e["run_id"] for e in entries})
+    folder = Path(owner_ledgers) if owner_ledgers is not None else run_dir / "ledgers"
+    for own in sorted(folder.glob("client-*.jsonl")):
         cid = int(own.stem.removeprefix("client-"))
-        findings += compare_owner_ledger(entries, read_ledger(own), cid)
+        findings += compare_owner_ledger(entries, read_ledger(own), cid, run_ids)
     if report is not None:
         reported = {c["client_id"]: c["epsilon"] for c in report["privacy"]["per_client"]}
         for o in owners:

@@ -13,8 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from server.settings import run_dir_for
-from simulations.config import ConfigError, ExperimentConfig
+from privacy.experiment import ConfigError, ExperimentConfig
+from server.run_dir import run_dir_for
 
 # flag -> config key; every flag overrides the --config file.
 SIMULATE_FLAGS = {
@@ -26,6 +26,7 @@ SIMULATE_FLAGS = {
     "epsilon": str,  # a number or "inf"; coerced by the config
     "delta": float,
     "accountant": str,
+    "sample-rate": float,
     "batch-size": int,
     "learning-rate": float,
     "optimizer": str,
@@ -36,7 +37,6 @@ SIMULATE_FLAGS = {
     "partition": str,
     "alpha": float,
     "seed": int,
-    "budgets": str,
     "client-dp": str,
     "client-noise": float,
     "client-clip": float,
@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", type=Path, help="TOML file with experiment keys")
     for flag, kind in SIMULATE_FLAGS.items():
         sim.add_argument(f"--{flag}", type=kind, default=None)
+    sim.add_argument("--budgets", help="owners' own lifetime budgets, OWNER=EPSILON,... "
+                     "(default: every owner's is --epsilon)")
+    sim.add_argument("--owner-ledgers", type=Path,
+                     help="folder of the owners' own ledgers (default: the run's ledgers/); "
+                     "reuse one to keep lifetime budgets across simulations")
     sim.add_argument("--data", type=Path, help="CSV file of --dataset csv")
     sim.add_argument("--schema", type=Path, help="public schema (TOML/JSON) of --dataset csv")
     sim.add_argument("--out", type=Path, help="run directory (default runs/<UTC time>-<name>)")
@@ -71,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     aud.add_argument("run_dir", nargs="?", type=Path, help="the run directory")
     aud.add_argument("--node-ledger", type=Path, help="audit one owner's own ledger alone")
+    aud.add_argument("--owner-ledgers", type=Path,
+                     help="folder of the owners' own ledgers (client-N.jsonl) to compare with "
+                     "the run's (default: RUN_DIR/ledgers)")
     sw = sub.add_parser("sweep", help="run the privacy-utility trade-off over ε, models, seeds")
     sw.add_argument("--epsilons", default="0.5,1,2,4,8,inf")
     sw.add_argument("--models", default="vae")
@@ -100,8 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve_config(args: argparse.Namespace) -> ExperimentConfig:
+def _resolve_config(args: argparse.Namespace):
+    """The validated experiment, and the policy of every simulated owner."""
+    from simulations.owners import budgets_text, check_delta, owner_policies, parse_budgets
+
     values = ExperimentConfig.read_toml(args.config) if args.config else {}
+    budgets = budgets_text(values.pop("budgets", ""))
     source = f"--config {args.config}" if args.config else "flags"
     config = ExperimentConfig.from_mapping(values, source)
     overrides = {flag: getattr(args, flag.replace("-", "_")) for flag in SIMULATE_FLAGS}
@@ -117,27 +129,42 @@ def _resolve_config(args: argparse.Namespace) -> ExperimentConfig:
             merged[key] = str(Path(merged[key]).resolve())
     if args.data is not None and "dataset" not in overrides:
         merged["dataset"] = "csv"
-    config = ExperimentConfig.from_mapping(merged, "flags").validate()
-    config.check_delta()
+    if args.schema is not None and merged.get("dataset") != "csv":
+        raise ConfigError("--schema is for --data FILE.csv (dataset csv); built-in datasets "
+                          "ship their own schemas")
+    config = ExperimentConfig.parse(merged, "flags")
+    budgets = parse_budgets(args.budgets if args.budgets is not None else budgets,
+                            config.num_clients)
+    check_delta(config)
     run_dir = run_dir_for(config.run_dir, config.model, config.dataset)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out: {run_dir} is a file; choose a new directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"--out: {run_dir} exists and is not empty; choose a new directory")
-    return ExperimentConfig.from_mapping({**merged, "run-dir": str(run_dir.resolve())}, "flags")
+    config = ExperimentConfig.parse({**merged, "run-dir": str(run_dir.resolve())}, "flags")
+    ledger_dir = (args.owner_ledgers or run_dir / "ledgers").resolve()
+    return config, owner_policies(config, budgets, ledger_dir)
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    config = _resolve_config(args)
+    config, policies = _resolve_config(args)
     from rich.console import Console
 
     from simulations.runner import simulate
 
     console = Console(highlight=False)
-    dp = f"ε = {config.epsilon:g}, δ = {config.delta:g} per owner" if config.private else "no DP"
+    if config.private:
+        budgets = sorted({p.epsilon_budget for p in policies})
+        spread = f"{budgets[0]:g}" if len(budgets) == 1 else f"{budgets[0]:g}-{budgets[-1]:g}"
+        dp = (f"ε ≤ {config.epsilon:g} this run, δ = {config.delta:g}, owners' lifetime "
+              f"budgets {spread}")
+    else:
+        dp = "no DP"
     console.print(
         f"fedsynth simulate: {config.model} on {config.dataset}, {config.num_clients} owners "
         f"({config.partition}), {config.rounds} rounds, {dp}"
     )
-    run_dir = simulate(config, verbose=args.verbose)
+    run_dir = simulate(config, policies, verbose=args.verbose)
     console.print(f"artifacts: {run_dir}")
     return 0
 
@@ -146,7 +173,8 @@ def _audit(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from privacy.atomic import write_text
-    from simulations.audit import EXIT_BROKEN, LedgerBroken, audit_ledger_file, audit_run
+    from privacy.ledger import LedgerBroken
+    from simulations.audit import EXIT_BROKEN, audit_ledger_file, audit_run
     from simulations.audit_table import render_audit
     from simulations.privacy_plot import plot_privacy_budget
 
@@ -157,7 +185,7 @@ def _audit(args: argparse.Namespace) -> int:
         if args.node_ledger is not None:
             result = audit_ledger_file(args.node_ledger)
         else:
-            result = audit_run(args.run_dir)
+            result = audit_run(args.run_dir, args.owner_ledgers)
     except LedgerBroken as err:
         print(f"fedsynth audit: ledger broken: {err}", file=sys.stderr)
         return EXIT_BROKEN
@@ -221,7 +249,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from simulations.report import evaluate_into, print_summary, write_report
 
     try:
-        run_config = tomllib.loads((args.run_dir / "config.toml").read_text())
+        run_config = ExperimentConfig.parse(
+            tomllib.loads((args.run_dir / "config.toml").read_text()), "config.toml")
         report = json.loads((args.run_dir / "report.json").read_text())
     except FileNotFoundError as err:
         raise ConfigError(f"evaluate: {args.run_dir} is not a finished run ({err.filename} "

@@ -16,19 +16,21 @@ import pandas as pd
 
 from client.dataset import LabelledData, canaries, train_holdout
 from genai_models import build_model, resolve
+from privacy.experiment import ExperimentConfig
 from server.checkpoints import load_latest
 from simulations.attacks import dcr_attack, discriminator_attack, elbo_attack
 from simulations.fidelity import image_fidelity, table_fidelity
 from simulations.utility import tstr_trtr
 
 
-def evaluate_release(run_dir: Path, run_config: dict, theoretical_epsilon: float | None) -> dict:
+def evaluate_release(run_dir: Path, config: ExperimentConfig,
+                     theoretical_epsilon: float | None) -> dict:
     """Return the report's ``utility``, ``fidelity`` and ``attacks`` sections."""
-    schema_path = str(run_config.get("schema-path", ""))
-    spec, codec = resolve(run_config["dataset"], schema_path)
-    seed = int(run_config["seed"])
-    train, holdout = train_holdout(run_config["dataset"], float(run_config["holdout"]), seed,
-                                   str(run_config.get("data-path", "")), schema_path)
+    schema_path = config.schema_path
+    spec, codec = resolve(config.dataset, schema_path)
+    seed = config.seed
+    train, holdout = train_holdout(config.dataset, config.holdout, seed, config.data_path,
+                                   schema_path)
     if codec is None:
         with np.load(run_dir / "synthetic" / "synthetic.npz") as synth:
             synthetic = LabelledData(synth["x"] / spec.value_max, synth["y"])
@@ -42,23 +44,23 @@ def evaluate_release(run_dir: Path, run_config: dict, theoretical_epsilon: float
                                   codec.decode(holdout.x, holdout.y), codec.schema,
                                   synthetic.x, holdout.x, seed)
         fidelity["bounds_source"] = codec.schema.bounds_source
-    delta = float(run_config["delta"])
+    delta = config.delta
     attacks = {"dcr": dcr_attack(synthetic.x, train.x, holdout.x, delta, seed)}
     checkpoint = load_latest(run_dir)
     model_attack = None
     if checkpoint is not None:
-        model = build_model(run_config["model"], spec, hidden_dim=int(run_config["hidden-dim"]),
-                            latent_dim=int(run_config["latent-dim"]))
+        model = build_model(config.model, spec, hidden_dim=config.hidden_dim,
+                            latent_dim=config.latent_dim)
         model.load_state_dict(checkpoint["model"])
         # The VAE is attacked through its per-record ELBO, the GAN through its
         # discriminator's score (LOGAN); both are the released global model.
-        model_attack = elbo_attack if run_config["model"] == "vae" else discriminator_attack
+        model_attack = elbo_attack if config.model == "vae" else discriminator_attack
         attacks["model"] = {
             **model_attack(model, train, holdout, delta, seed),
             "attack": "per-record ELBO" if model_attack is elbo_attack
             else "discriminator score (LOGAN)",
         }
-    k = int(run_config.get("canaries", 0))
+    k = config.canaries
     if k and model_attack is not None:
         inserted, held_out = canaries(spec, k, seed)
         attacks["canaries"] = {

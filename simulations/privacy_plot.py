@@ -1,10 +1,11 @@
-"""``privacy_budget.png``: cumulative epsilon per owner per round, each budget as a line."""
+"""``privacy_budget.png``: each owner's cumulative lifetime epsilon per round, budgets as lines."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from privacy.atomic import write_with
+from privacy.ledger import is_spend
 
 
 def plot_privacy_budget(entries: list[dict], path: Path) -> Path:
@@ -19,12 +20,12 @@ def plot_privacy_budget(entries: list[dict], path: Path) -> Path:
     budgets: set[float] = set()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     curves: dict[object, list[dict]] = {}
-    for e in entries:
+    for e in filter(is_spend, entries):
         curves.setdefault(e["client_id"], []).append(e)
     for i, (cid, events) in enumerate(sorted(curves.items(), key=lambda kv: (kv[0] is None,
                                                                              kv[0] or 0))):
         label = "owner-level (federation)" if cid is None else f"owner {cid}"
-        ax.plot([e["round"] for e in events], [e["epsilon"] for e in events],
+        ax.plot([e["round"] for e in events], [e["lifetime_epsilon"] for e in events],
                 ":" if cid is None else "-", marker="o", markersize=3,
                 color=colors[i % len(colors)], label=label)
         if events[-1].get("epsilon_budget") is not None:
@@ -35,7 +36,7 @@ def plot_privacy_budget(entries: list[dict], path: Path) -> Path:
                     xytext=(4, 3), textcoords="offset points", fontsize=8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
-    ax.set_ylabel("cumulative ε")
+    ax.set_ylabel("cumulative ε (lifetime)")
     ax.set_title("privacy spent per owner (from the ledger)")
     if len(curves) <= 24:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

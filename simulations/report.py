@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from privacy.atomic import write_text
+from privacy.experiment import ExperimentConfig
 
 RELATION = (
     "record-level: add or remove one record of one owner's data "
@@ -35,51 +36,64 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def build_report(run_config: dict, state, timings: dict) -> dict:
-    """The machine-readable summary (DESIGN.md's schema); evaluation fills its last parts."""
-    epsilon = float(run_config["epsilon"])
-    private = math.isfinite(epsilon)
+def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
+    """The machine-readable summary (DESIGN.md's schema); evaluation fills its last parts.
+
+    Per owner: ``epsilon`` spent in this run (recomputable from ``ledger.jsonl``),
+    ``lifetime_epsilon`` over every run the owner joined (its own ledger holds the
+    events), and the owner's own lifetime budget, all as the owners' events state them.
+    """
+    private = config.private
     per_client = [
         {
             "client_id": o.client_id,
             "epsilon": o.epsilon if private else None,
-            "epsilon_budget": _finite_or_none(o.budget) if private else None,
+            "lifetime_epsilon": o.lifetime_epsilon if private else None,
+            "epsilon_budget": o.budget if private else None,
             "steps": o.steps,
             "rounds_trained": o.rounds,
-            "num_examples": o.num_examples,
             "exhausted": o.exhausted,
+            "refusals": o.refusals,
         }
         for o in sorted(state.owners.values(), key=lambda o: o.client_id)
     ]
     client_level = None
-    if run_config.get("client-dp", "none") != "none":
+    if config.client_dp != "none":
         client_level = {
-            "mode": run_config["client-dp"],
+            "mode": config.client_dp,
             "epsilon": state.client_level_epsilon,
-            "delta": float(run_config["client-delta"]),
-            "noise_multiplier": float(run_config["client-noise"]),
-            "clip": float(run_config["client-clip"]),
+            "delta": config.client_delta,
+            "noise_multiplier": config.client_noise,
+            "clip": config.client_clip,
             "accountant": "rdp (Flower's, dp-accounting backend)",
             "relation": CLIENT_RELATION,
         }
+    budgets = [c["epsilon_budget"] for c in per_client if c["epsilon_budget"] is not None]
     return {
         "fedsynth_version": fedsynth_version(),
-        "model": run_config["model"],
-        "dataset": run_config["dataset"],
-        "num_clients": int(run_config["num-clients"]),
-        "rounds_requested": int(run_config["rounds"]),
+        "run_id": state.run_id,
+        "model": config.model,
+        "dataset": config.dataset,
+        "num_clients": config.num_clients,
+        "rounds_requested": config.rounds,
         "rounds_completed": state.rounds_completed,
         "privacy": {
             "dp": private,
-            "delta": float(run_config["delta"]) if private else None,
-            "epsilon_budget": _finite_or_none(epsilon),
-            "accountant": run_config["accountant"] if private else None,
+            "delta": config.delta if private else None,
+            "epsilon_proposed": _finite_or_none(config.epsilon),
+            "epsilon_budget": max(budgets) if budgets else None,
+            "accountant": config.accountant if private else None,
+            "sample_rate": config.sample_rate if private else None,
             "relation": RELATION if private else "none: trained without differential privacy",
             "max_epsilon": max((c["epsilon"] for c in per_client), default=0.0) if private
             else None,
+            "max_lifetime_epsilon": max((c["lifetime_epsilon"] for c in per_client),
+                                        default=0.0) if private else None,
             "per_client": per_client,
             "client_level": client_level,
             "ledger_head": state.ledger_head,
+            "noise": "DP noise and Poisson sampling drawn from OS entropy (unpredictable "
+                     "from the configuration); seed governs public randomness only",
         },
         "utility": {},
         "fidelity": {},
@@ -99,10 +113,19 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         f" of {report['rounds_requested']}",
     ]
     if p["dp"]:
+        budgets = sorted({c["epsilon_budget"] for c in p["per_client"]
+                          if c["epsilon_budget"] is not None})
+        spread = ("none stated" if not budgets else f"{budgets[0]:g}" if len(budgets) == 1
+                  else f"{budgets[0]:g} to {budgets[-1]:g}")
         lines += [
-            f"- privacy: (ε = {p['epsilon_budget']}, δ = {p['delta']}) per owner, "
-            f"{p['accountant']} accountant; largest ε spent {p['max_epsilon']:.3f}",
+            f"- privacy: record-level DP-SGD per owner, δ = {p['delta']}, {p['accountant']} "
+            f"accountant, Poisson rate q = {p['sample_rate']}; at most ε = "
+            f"{p['epsilon_proposed']} proposed for this run; owners' own lifetime budgets: "
+            f"{spread}",
+            f"- largest ε spent in this run {p['max_epsilon']:.3f}; largest lifetime ε "
+            f"{p['max_lifetime_epsilon']:.3f} (each owner's own ledger holds every run)",
             f"- neighbouring relation: {p['relation']}",
+            f"- noise: {p['noise']}",
         ]
     else:
         lines.append("- privacy: **none** (ε = ∞): the non-private baseline")
@@ -130,16 +153,20 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         *_attack_lines(report["attacks"]),
         "## Privacy spent per owner",
         "",
-        "| owner | records | steps | ε | budget | exhausted |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| owner | steps | ε this run | lifetime ε | lifetime budget | exhausted | refusals |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in p["per_client"]:
         eps = f"{c['epsilon']:.3f}" if c["epsilon"] is not None else "∞"
-        budget = c["epsilon_budget"] if c["epsilon_budget"] is not None else "∞"
+        life = f"{c['lifetime_epsilon']:.3f}" if c["lifetime_epsilon"] is not None else "∞"
+        budget = c["epsilon_budget"] if c["epsilon_budget"] is not None else "–"
         lines.append(
-            f"| {c['client_id']} | {c['num_examples']} | {c['steps']} | {eps} | {budget} | "
-            f"{'yes' if c['exhausted'] else 'no'} |"
+            f"| {c['client_id']} | {c['steps']} | {eps} | {life} | {budget} | "
+            f"{'yes' if c['exhausted'] else 'no'} | {len(c['refusals'])} |"
         )
+    refusals = [f"- owner {c['client_id']}, {r}" for c in p["per_client"] for r in c["refusals"]]
+    if refusals:
+        lines += ["", "Refusals (the owners' own reasons):", "", *refusals]
     lines += [
         "",
         "## Artifacts",
@@ -238,7 +265,8 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
             table.add_row("ε per owner (min / max)", f"{min(spent):.3f} / {max(spent):.3f}")
         else:
             table.add_row("ε per owner", "nothing spent (no owner trained)")
-        table.add_row("budget (ε, δ)", f"({p['epsilon_budget']}, {p['delta']:g})")
+        table.add_row("lifetime ε per owner (max)", f"{p['max_lifetime_epsilon']:.3f}")
+        table.add_row("proposed ε this run, δ", f"{p['epsilon_proposed']}, {p['delta']:g}")
         table.add_row("owners exhausted", str(sum(c["exhausted"] for c in p["per_client"])))
     else:
         table.add_row("privacy", "none (ε = ∞)")
@@ -264,23 +292,23 @@ def write_report(run_dir: Path, report: dict) -> None:
     write_text(run_dir / "report.md", render_markdown(report, run_dir))
 
 
-def evaluate_into(report: dict, run_dir: Path, run_config: dict) -> dict:
+def evaluate_into(report: dict, run_dir: Path, config: ExperimentConfig) -> dict:
     """Fill the report's utility, fidelity and attacks sections from the run directory."""
     from simulations.evaluation import evaluate_release
 
     t0 = time.perf_counter()
     theory = report["privacy"]["max_epsilon"] if report["privacy"]["dp"] else None
-    report.update(evaluate_release(run_dir, run_config, theory))
+    report.update(evaluate_release(run_dir, config, theory))
     report["timings"]["evaluation"] = round(time.perf_counter() - t0, 3)
     return report
 
 
-def finish_run(run_dir: Path, run_config: dict, state, timings: dict) -> dict:
+def finish_run(run_dir: Path, config: ExperimentConfig, state, timings: dict) -> dict:
     """Evaluate the release, write report.json, report.md and the privacy plot, and show them."""
-    report = build_report(run_config, state, timings)
-    evaluate_into(report, run_dir, run_config)
+    report = build_report(config, state, timings)
+    evaluate_into(report, run_dir, config)
     if (run_dir / "ledger.jsonl").exists():
-        from simulations.audit import read_ledger
+        from privacy.ledger import read_ledger
         from simulations.privacy_plot import plot_privacy_budget
 
         plot_privacy_budget(read_ledger(run_dir / "ledger.jsonl"), run_dir / "privacy_budget.png")

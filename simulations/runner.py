@@ -17,12 +17,18 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from client.client_app import train_round
+from privacy.experiment import ExperimentConfig
+from privacy.policy import OwnerPolicy
 from server.server_app import run_federation
-from simulations.config import ExperimentConfig
 
 
-def simulate(config: ExperimentConfig, *, verbose: bool = False) -> Path:
-    """Run ``config`` with one virtual SuperNode per owner; return the run directory."""
+def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
+             verbose: bool = False) -> Path:
+    """Run ``config`` with one virtual SuperNode per owner; return the run directory.
+
+    ``policies[i]`` is what owner i's node_config states (the user speaks for every
+    simulated owner); the ClientApp reads it exactly as it reads a real node's.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -36,13 +42,14 @@ def simulate(config: ExperimentConfig, *, verbose: bool = False) -> Path:
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        run_dir.append(run_federation(grid, run_config))
+        run_dir.append(run_federation(grid, run_config, context.run_id))
 
     client_app = ClientApp()
 
     @client_app.train()
     def _train(msg: Message, context: Context) -> Message:
-        return train_round(msg, context, run_config)
+        owner = policies[int(context.node_config["partition-id"])]
+        return train_round(msg, context, run_config, owner.to_node_config())
 
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.ERROR)

@@ -7,8 +7,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 
 from client.client_app import train_round
 from genai_models import DIGITS, build_model
+from privacy.experiment import ExperimentConfig
 from simulations.accounting import recompute_epsilon
-from simulations.config import ExperimentConfig
 
 RUN = ExperimentConfig(num_clients=3, rounds=3, hidden_dim=16, latent_dim=2).to_run_config()
 

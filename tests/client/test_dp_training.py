@@ -23,44 +23,71 @@ def _model(seed=0):
     return build_model("vae", DIGITS, hidden_dim=16, latent_dim=2)
 
 
-def test_private_training_uses_poisson_sampling_and_dp_optimizer(monkeypatch):
+def _train(model, data=None, **kw):
+    args = {"steps": 3, "noise_multiplier": 1.0, "sample_rate": 0.25, "max_grad_norm": 1.0,
+            "normaliser": 10, "learning_rate": 1e-2, "accountant": "rdp"} | kw
+    return train_private(model, data if data is not None else _data(), **args)
+
+
+def _flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_private_training_uses_poisson_sampling_at_the_public_rate(monkeypatch):
     seen = {}
     original = dp_training.privatized
 
     @contextlib.contextmanager
     def spy(*args, **kwargs):
-        with original(*args, **kwargs) as (private_model, optimizer, loader, engine):
+        with original(*args, **kwargs) as (private_model, optimizer, loader):
             seen["optimizer"], seen["loader"] = optimizer, loader
             seen["sizes"] = [len(xb) for xb, _ in loader]
-            yield private_model, optimizer, loader, engine
+            yield private_model, optimizer, loader
 
     monkeypatch.setattr(dp_training, "privatized", spy)
-    train_private(_model(), _data(), steps=3, noise_multiplier=1.0, sample_rate=0.25,
-                  max_grad_norm=1.0, learning_rate=1e-3, accountant="rdp", history=[])
+    # 40 records at q = 0.3: Opacus's make_private would sample at 1/len(loader).
+    _train(_model(), sample_rate=0.3, steps=3)
     assert isinstance(seen["optimizer"], DPOptimizer)
     assert isinstance(seen["loader"], DPDataLoader)  # Poisson: UniformWithReplacementSampler
+    assert seen["loader"].sample_rate == 0.3
     assert seen["optimizer"].noise_multiplier == 1.0
     assert seen["optimizer"].max_grad_norm == 1.0
+    assert seen["optimizer"].expected_batch_size == 10  # the public normaliser, not q * n
+    assert seen["optimizer"].secure_mode, "Opacus's floating-point defence is on"
     assert len(set(seen["sizes"])) > 1, "Poisson batches vary in size"
 
 
-def test_history_counts_every_step_and_continues_from_the_past():
-    out = train_private(_model(), _data(), steps=7, noise_multiplier=1.2, sample_rate=0.25,
-                        max_grad_norm=1.0, learning_rate=1e-3, accountant="rdp",
-                        history=[(1.2, 0.25, 5)])
-    assert out.steps == 7
-    assert out.history == [(1.2, 0.25, 12)]
+def test_every_step_is_taken_and_checked_against_a_watching_accountant():
+    assert _train(_model(), steps=7, noise_multiplier=1.2).steps == 7
 
 
-def test_noise_is_added_so_the_same_data_gives_different_updates():
+def test_noise_is_unpredictable_from_every_seed_the_configuration_holds():
+    """P9: the same model, data and torch seed still give different private updates."""
     runs = []
-    for seed in (1, 2):
+    for _ in range(2):
         model = _model()
-        torch.manual_seed(seed)
-        train_private(model, _data(), steps=2, noise_multiplier=5.0, sample_rate=1.0,
-                      max_grad_norm=1.0, learning_rate=1e-2, accountant="rdp", history=[])
-        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        torch.manual_seed(0)
+        np.random.seed(0)
+        _train(model, steps=2, noise_multiplier=5.0, sample_rate=1.0)
+        runs.append(_flat(model))
     assert not torch.allclose(runs[0], runs[1])
+
+
+def test_noise_and_sampling_come_only_from_the_private_generator():
+    """With the same generator state the update repeats: nothing else is random in DP."""
+    runs = []
+    for _ in range(2):
+        model = _model()
+        torch.manual_seed(0)
+        _train(model, steps=3, noise_multiplier=5.0, sample_rate=0.5,
+               generator=torch.Generator().manual_seed(123))
+        runs.append(_flat(model))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_entropy_generators_differ():
+    a, b = dp_training.entropy_generator(), dp_training.entropy_generator()
+    assert a.initial_seed() != b.initial_seed()
 
 
 def test_per_sample_gradients_are_clipped_to_the_norm():

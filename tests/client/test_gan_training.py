@@ -40,7 +40,7 @@ def test_generator_never_receives_a_real_record_or_label(monkeypatch):
 
     model.generator.register_forward_pre_hook(record)
     train_private_gan(model, data, steps=4, noise_multiplier=1.0, sample_rate=0.25,
-                      max_grad_norm=1.0, learning_rate=0.1, accountant="rdp", history=[])
+                      max_grad_norm=1.0, normaliser=8, learning_rate=0.1, accountant="rdp")
     assert seen, "the generator trained"
     for z, labels in seen:
         assert z.shape[1] == model.latent_dim  # noise, not a record
@@ -51,9 +51,9 @@ def test_only_the_discriminator_is_private_and_every_step_is_counted(monkeypatch
     model, data = _gan(), _data()
     g_before = [p.detach().clone() for p in model.generator.parameters()]
     out = train_private_gan(model, data, steps=5, noise_multiplier=1.0, sample_rate=0.25,
-                            max_grad_norm=1.0, learning_rate=0.1, accountant="rdp",
-                            history=[(1.0, 0.25, 3)])
-    assert out.steps == 5 and out.history == [(1.0, 0.25, 8)]
+                            max_grad_norm=1.0, normaliser=8, learning_rate=0.1,
+                            accountant="rdp")
+    assert out.steps == 5
     assert any(not torch.equal(a, b) for a, b in zip(g_before, model.generator.parameters(), strict=True))
     # Opacus hooks are gone: the module is plain again for the next round's averaging.
     assert not hasattr(model.discriminator, "_module")
@@ -66,3 +66,47 @@ def test_nonprivate_baseline_trains_both_networks():
     out = train_nonprivate_gan(model, data, epochs=1, batch_size=10, learning_rate=0.1)
     assert out.steps == 4
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def _summed_clipped_gradient(model, real_x, real_y, num_fakes, clip):
+    """The discriminator step's sum of clipped per-record gradients, before any noise."""
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    disc = GradSampleModule(model.discriminator, loss_reduction="mean")
+    opt = DPOptimizer(torch.optim.SGD(disc.parameters(), lr=1.0), noise_multiplier=0.0,
+                      max_grad_norm=clip, expected_batch_size=1)
+    torch.manual_seed(5)  # the same fakes for both batches
+    x, y, target = gan_training.discriminator_batch(model, real_x, real_y, num_fakes)
+    gan_training.discriminator_loss(disc, x, y, target).backward()
+    opt.pre_step()  # clip each record's gradient and sum (no noise at multiplier 0)
+    total = torch.cat([p.summed_grad.flatten() for p in disc.parameters()])
+    disc._close()
+    return total
+
+
+def test_adding_one_record_moves_the_summed_clipped_gradient_by_at_most_c():
+    """P12: a fixed, public number of fakes, so one more real record adds one clipped term."""
+    model, data, clip = _gan(), _data(), 0.05
+    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    without = _summed_clipped_gradient(model, x[:9], y[:9], num_fakes=16, clip=clip)
+    with_one = _summed_clipped_gradient(model, x[:10], y[:10], num_fakes=16, clip=clip)
+    moved = (with_one - without).norm().item()
+    assert 0 < moved <= clip * (1 + 1e-5)
+
+
+def test_fakes_per_step_do_not_follow_the_private_batch(monkeypatch):
+    model, data = _gan(), _data()
+    sizes = []
+    original = gan_training.discriminator_batch
+
+    def spy(model, real_x, real_y, num_fakes):
+        x, y, target = original(model, real_x, real_y, num_fakes)
+        sizes.append((len(real_x), int((target == 0).sum())))
+        return x, y, target
+
+    monkeypatch.setattr(gan_training, "discriminator_batch", spy)
+    train_private_gan(model, data, steps=6, noise_multiplier=1.0, sample_rate=0.3,
+                      max_grad_norm=1.0, normaliser=7, learning_rate=0.1, accountant="rdp")
+    assert len({real for real, _ in sizes}) > 1, "Poisson real batches vary"
+    assert {fakes for _, fakes in sizes} == {7}

@@ -10,16 +10,16 @@ from privacy.ledger import Ledger, entry_hash
 from simulations.audit import EXIT_BROKEN, EXIT_FINDING, EXIT_OK, audit_run
 from simulations.cli import main
 
-SIGMA, RATE, STEPS, DELTA = 1.3, 0.25, 8, 1e-5
+SIGMA, RATE, STEPS, DELTA, RUN_ID = 1.3, 0.25, 8, 1e-5, 77
 
 
 def _event(rnd, cid, accountant="rdp", budget=8.0, steps=STEPS, sigma=SIGMA):
     history = [(sigma, RATE, steps * rnd)]
+    eps = epsilon_of(history, accountant=accountant, delta=DELTA)
     return {
-        "round": rnd, "client_id": cid, "mechanism": "dp-sgd", "noise_multiplier": sigma,
-        "sample_rate": RATE, "steps": steps, "max_grad_norm": 1.0, "delta": DELTA,
-        "accountant": accountant,
-        "epsilon": epsilon_of(history, accountant=accountant, delta=DELTA),
+        "round": rnd, "client_id": cid, "run_id": RUN_ID, "mechanism": "dp-sgd",
+        "noise_multiplier": sigma, "sample_rate": RATE, "steps": steps, "max_grad_norm": 1.0,
+        "delta": DELTA, "accountant": accountant, "epsilon": eps, "lifetime_epsilon": eps,
         "epsilon_budget": budget,
     }
 
@@ -34,7 +34,7 @@ def honest(tmp_path_factory):
         for cid in (0, 1):
             ledger.append(_event(rnd, cid))
             owners[cid].append(_event(rnd, cid))
-    report = {"privacy": {"dp": True, "ledger_head": ledger.head, "per_client": [
+    report = {"run_id": RUN_ID, "privacy": {"dp": True, "ledger_head": ledger.head, "per_client": [
         {"client_id": cid, "epsilon": _event(3, cid)["epsilon"]} for cid in (0, 1)]}}
     (run / "report.json").write_text(json.dumps(report))
     return run

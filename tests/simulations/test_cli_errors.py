@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from privacy.experiment import ExperimentConfig
 from simulations.cli import main
-from simulations.config import ExperimentConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--num-clients", "5000"], "num-clients: num-clients=5000 exceeds the 1257 training"),
         (["--partition", "zipf"], "partition='zipf' is not allowed; expected one of iid, dirichlet"),
         (["--config", "/nonexistent/x.toml"], "--config: file '/nonexistent/x.toml' does not exist"),
-        (["--rounds", "0"], "rounds=0 is not allowed; expected an integer >= 1"),
+        (["--rounds", "0"], "rounds=0 is not allowed; expected an integer in 1..100000"),
+        (["--budgets", "0=inf"], "budgets: owner 0 has epsilon inf; expected a finite number > 0"),
+        (["--epsilon", "inf", "--budgets", "0=2"], "ε = inf applies to the whole run"),
+        (["--sample-rate", "0"], "sample-rate=0.0 is not allowed; expected a probability in (0, 1]"),
+        (["--schema", "x.toml"], "--schema is for --data FILE.csv"),
         (["--epsilon", "0.1"], "use --accountant prv for smaller budgets"),
         (["--budgets", "0=x"], "budgets: '0=x' is not OWNER=EPSILON"),
         (["--budgets", "12=1"], "budgets='12=1' is not allowed; expected owner ids in 0..9"),
@@ -55,6 +59,22 @@ def test_wrong_type_in_config_file_is_named(tmp_path, capsys):
     cfg.write_text('rounds = "many"\n')
     assert main(["simulate", "--config", str(cfg)]) == 2
     assert "rounds='many' must be int" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rounds = 2.7\n", "rounds=2.7 must be a whole number"),
+        ("rounds = true\n", "rounds=True must be int"),
+        ("epsilon = true\n", "epsilon=True must be float"),
+        ('budgets = "0=inf"\n', "budgets: owner 0 has epsilon inf"),
+    ],
+)
+def test_config_values_are_typed_strictly(tmp_path, capsys, text, expected):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert main(["simulate", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert expected in capsys.readouterr().err
 
 
 def test_non_empty_out_dir_is_refused(tmp_path, capsys):

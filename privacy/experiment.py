@@ -1,7 +1,11 @@
-"""The experiment configuration: one typed dataclass, read and validated once at the edge.
+"""The experiment the coordinator proposes: one typed dataclass, one validation for every reader.
 
 Field names are the snake_case of the kebab-case keys of ``[tool.flwr.app.config]``
-in ``pyproject.toml``; the defaults are the same (a test keeps them in step).
+in ``pyproject.toml``; the defaults are the same (a test keeps them in step). The
+CLI, the ServerApp and the ClientApp all build it with :meth:`ExperimentConfig.parse`,
+so a bad value is refused with the same one-line message wherever it arrives.
+It is a *proposal*: what protects an owner's records comes from its own
+:class:`privacy.policy.OwnerPolicy`, never from here.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from privacy.accountant import rdp_epsilon_floor
-from client.dataset import PARTITIONS, partition_indices, train_holdout
-from client.dp_training import OPTIMIZERS
-from client.settings import ACCOUNTANTS, parse_budgets
 from genai_models import DATASETS, MODELS
-from server.client_dp import MODES as CLIENT_DP_MODES
+from privacy.accountant import rdp_epsilon_floor
+
+ACCOUNTANTS = ("rdp", "prv")
+PARTITIONS = ("iid", "dirichlet")
+OPTIMIZERS = ("sgd", "adam")
+CLIENT_DP_MODES = ("none", "fixed", "adaptive")
 
 
 class ConfigError(ValueError):
@@ -32,7 +37,8 @@ class ExperimentConfig:
     dataset: str = "digits"
     """digits, breast-cancer, wine (shipped with scikit-learn, no download) or csv."""
     data_path: str = ""
-    """The CSV file of dataset csv (split into holdout and owners in simulation)."""
+    """The CSV file of dataset csv in simulation (the holdout is split from it). Owners
+    never read a path from here: a simulated owner gets it in its node policy."""
     schema_path: str = ""
     """The public schema (TOML or JSON) of dataset csv."""
     num_clients: int = 10
@@ -42,15 +48,22 @@ class ExperimentConfig:
     local_epochs: int = 1
     """Local epochs per round (in expected passes over the owner's data)."""
     epsilon: float = 8.0
-    """Each owner's record-level budget; inf trains without DP (the baseline)."""
+    """The epsilon each owner is asked to spend in this run at most; inf asks for no DP.
+
+    An owner spends less when its own lifetime budget has less left, and refuses
+    inf unless its policy allows non-private training."""
     delta: float = 1e-5
-    """Delta of every owner's (epsilon, delta) guarantee."""
+    """Delta proposed for every owner's guarantee (an owner refuses one above its maximum)."""
     accountant: str = "rdp"
     """Opacus accountant used for calibration and budget checks."""
     max_grad_norm: float = 1.0
-    """Per-sample gradient clipping norm."""
+    """Per-sample gradient clipping norm C."""
+    sample_rate: float = 0.5
+    """Poisson sampling rate q of every DP step: public, the same for every owner, so it
+    reveals nothing of an owner's record count."""
     batch_size: int = 64
-    """Expected Poisson batch size (sample rate = batch size / owner's records)."""
+    """Public size that divides the summed clipped gradients, the GAN's fixed number of
+    fakes per step, and the non-private baseline's batch."""
     learning_rate: float = 0.3
     """Local learning rate (of clipped gradients, hence large for SGD)."""
     optimizer: str = "sgd"
@@ -70,13 +83,12 @@ class ExperimentConfig:
     holdout: float = 0.3
     """Share of records held out for evaluation; they never train (P7)."""
     seed: int = 0
-    """Seed of the split, partition, initial model, training and sampling."""
+    """Seed of public randomness only: split, partition, initial model, release sampling.
+    DP noise and Poisson sampling draw from the operating system's entropy."""
     synthetic_samples: int = 2000
     """Synthetic records released from the global model."""
     run_dir: str = ""
     """Run directory; empty means runs/<UTC timestamp>-<model>-<dataset>."""
-    budgets: str = ""
-    """Per-owner budget overrides, "OWNER=EPSILON,..." (a [budgets] table in a config file)."""
     client_dp: str = "none"
     """Client-level DP (DP-FedAvg with Flower's server-side wrappers): none, fixed, adaptive."""
     client_noise: float = 1.0
@@ -90,12 +102,22 @@ class ExperimentConfig:
 
     @property
     def private(self) -> bool:
-        """False only for the non-private baseline."""
+        """False only when the proposal asks for the non-private baseline."""
         return math.isfinite(self.epsilon)
+
+    @property
+    def steps_per_round(self) -> int:
+        """DP-SGD steps an owner is asked for each round: local epochs / q, in expectation."""
+        return max(1, round(self.local_epochs / self.sample_rate))
 
     def to_run_config(self) -> dict:
         """The flat kebab-case dict Flower passes as ``context.run_config``."""
         return {k.replace("_", "-"): v for k, v in asdict(self).items()}
+
+    @classmethod
+    def parse(cls, values: dict, source: str) -> ExperimentConfig:
+        """Build from kebab- or snake-case keys and validate: the one way in for every reader."""
+        return cls.from_mapping(values, source).validate()
 
     @classmethod
     def from_mapping(cls, values: dict, source: str) -> ExperimentConfig:
@@ -104,12 +126,10 @@ class ExperimentConfig:
         kwargs = {}
         for key, value in values.items():
             name = key.replace("-", "_")
-            if name == "budgets" and isinstance(value, dict):
-                value = ",".join(f"{owner}={eps}" for owner, eps in value.items())
             if name not in types:
                 allowed = ", ".join(sorted(k.replace("_", "-") for k in types))
                 raise ConfigError(f"{source}: unknown key {key!r}; allowed: {allowed}")
-            kwargs[name] = _coerce(source, key, value, types[name])
+            kwargs[name] = coerce(source, key, value, types[name])
         return cls(**kwargs)
 
     @staticmethod
@@ -120,16 +140,16 @@ class ExperimentConfig:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"--config: file {str(path)!r} does not exist") from None
-        except (OSError, tomllib.TOMLDecodeError) as err:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"--config: {path}: not valid TOML ({err})") from None
-        return data.get("fedsynth", data)
+        return dict(data.get("fedsynth", data))
 
     def validate(self) -> ExperimentConfig:
         """Check every value; raise ConfigError naming the first bad one."""
         _allowed("model", self.model, sorted(MODELS))
         _allowed("dataset", self.dataset, DATASETS)
-        if self.dataset == "csv" and not (self.data_path and self.schema_path):
-            _fail("dataset", self.dataset, "csv together with --data FILE.csv and --schema FILE")
+        if self.dataset == "csv" and not self.schema_path:
+            _fail("dataset", self.dataset, "csv together with its public schema (--schema FILE)")
         if self.canaries and self.dataset != "digits":
             _fail("canaries", self.canaries, "0 for tables (canaries are image records)")
         _allowed("partition", self.partition, PARTITIONS)
@@ -137,36 +157,32 @@ class ExperimentConfig:
         _allowed("optimizer", self.optimizer, OPTIMIZERS)
         if not 0 <= self.server_momentum < 1:
             _fail("server_momentum", self.server_momentum, "a number in [0, 1)")
-        if not (self.server_learning_rate > 0 and math.isfinite(self.server_learning_rate)):
-            _fail("server_learning_rate", self.server_learning_rate, "a finite number > 0")
-        for key in ("num_clients", "rounds", "local_epochs", "batch_size", "hidden_dim",
-                    "latent_dim", "synthetic_samples"):
-            if getattr(self, key) < 1:
-                _fail(key, getattr(self, key), "an integer >= 1")
+        if not (0 < self.server_learning_rate <= 100):
+            _fail("server_learning_rate", self.server_learning_rate, "a number in (0, 100]")
+        for key, high in (("num_clients", 100_000), ("rounds", 100_000), ("local_epochs", 1000),
+                          ("batch_size", 100_000), ("hidden_dim", 4096), ("latent_dim", 1024),
+                          ("synthetic_samples", 1_000_000)):
+            if not 1 <= getattr(self, key) <= high:
+                _fail(key, getattr(self, key), f"an integer in 1..{high}")
         if not self.epsilon > 0:
             _fail("epsilon", self.epsilon, "a number > 0, or inf for no DP")
         if not 0 < self.delta < 1:
             _fail("delta", self.delta, "a number in (0, 1)")
         floor = rdp_epsilon_floor(self.delta)
-        if self.accountant == "rdp" and self.epsilon <= 2 * floor:
+        if self.private and self.accountant == "rdp" and self.epsilon <= 2 * floor:
             _fail("epsilon", self.epsilon,
                   f"a value above {2 * floor:.3g} with the RDP accountant at delta="
                   f"{self.delta:g} (RDP cannot certify less than {floor:.3g}, whatever the "
                   "noise); use --accountant prv for smaller budgets")
-        if self.canaries < 0:
-            _fail("canaries", self.canaries, "an integer >= 0")
+        if not 0 < self.sample_rate <= 1:
+            _fail("sample_rate", self.sample_rate, "a probability in (0, 1]")
+        if not 0 <= self.canaries <= 10_000:
+            _fail("canaries", self.canaries, "an integer in 0..10000")
         for key in ("max_grad_norm", "learning_rate", "alpha"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 _fail(key, getattr(self, key), "a finite number > 0")
         if not 0 < self.holdout < 1:
             _fail("holdout", self.holdout, "a fraction in (0, 1)")
-        try:
-            budgets = parse_budgets(self.budgets)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        for owner in budgets:
-            if not 0 <= owner < self.num_clients:
-                _fail("budgets", self.budgets, f"owner ids in 0..{self.num_clients - 1}")
         _allowed("client_dp", self.client_dp, CLIENT_DP_MODES)
         # Flower's DP wrappers noise the inner strategy's output, but FedAvgM keeps its
         # own un-noised copy of the model and momentum: that state would escape the noise.
@@ -188,49 +204,37 @@ class ExperimentConfig:
                       "clipped count takes std num-clients/20, and must carry less noise)")
         return self
 
-    def smallest_client(self) -> int:
-        """Records of the smallest owner's partition (P6 needs it before the run starts)."""
+
+def coerce(source: str, key: str, value, kind):
+    """``value`` as the field's type, strictly: no booleans as numbers, no silent truncation."""
+    target = {"int": int, "float": float, "str": str, "bool": bool}[str(kind)]
+    if isinstance(value, str) and target is not str:
+        text = value.strip().lower()
+        if target is float and text in ("inf", "infinity"):
+            return math.inf
+        if target is bool and text in ("true", "false"):
+            return text == "true"
         try:
-            train_holdout(self.dataset, self.holdout, self.seed, self.data_path, self.schema_path)
-        except ValueError as err:  # a bad schema or CSV: its message names file, row, column
-            raise ConfigError(str(err)) from None
-        try:
-            parts = partition_indices(
-                self.dataset, self.holdout, self.seed, self.num_clients, self.partition,
-                self.alpha, self.data_path, self.schema_path,
-            )
-        except ValueError as err:
-            raise ConfigError(f"num-clients: {err}") from None
-        return min(len(p) for p in parts)
-
-    def check_delta(self) -> None:
-        """Invariant P6: delta below 1 / (records of the smallest owner); loads the data."""
-        smallest = self.smallest_client()
-        if not self.private:
-            return
-        if smallest == 0 or self.delta >= 1.0 / smallest:
-            _fail(
-                "delta",
-                self.delta,
-                f"a value below 1/{smallest} (the smallest owner holds {smallest} records; "
-                "a larger delta could release a whole record)",
-            )
-
-
-def _coerce(source: str, key: str, value, kind):
-    target = {"int": int, "float": float, "str": str}[str(kind)]
-    if target is float and isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
-        return math.inf
-    if target is int and isinstance(value, float) and value.is_integer():
+            value = int(text) if target is int else float(text)
+        except ValueError:
+            raise ConfigError(f"{source}: {key}={value!r} must be {target.__name__}") from None
+    if target is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key}={value!r} must be true or false")
+        return value
+    if target is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key}={value!r} must be a string")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{source}: {key}={value!r} must be {target.__name__}")
+    if target is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{source}: {key}={value!r} must be a whole number")
         return int(value)
-    if target is str and not isinstance(value, str):
-        raise ConfigError(f"{source}: {key}={value!r} must be a string")
-    try:
-        if target is int and isinstance(value, str):
-            return int(value)
-        return target(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {key}={value!r} must be {target.__name__}") from None
+    if math.isnan(value) or value == -math.inf:
+        raise ConfigError(f"{source}: {key}={value!r} must be a number")
+    return float(value)
 
 
 def _fail(key: str, value, allowed: str):

@@ -1,0 +1,104 @@
+"""The simulated data owners: each one's policy, built from the user's flags, and the P6 check.
+
+In a simulation the user stands for every owner, so the flags say what each
+virtual owner's ``node_config`` would: its lifetime budget (``--epsilon`` or
+``--budgets``), the largest delta it accepts (``--delta``), whether it allows
+non-private training (only when the whole run asks for ε = inf), and where its
+ledger lives (``--owner-ledgers``, default the run's ``ledgers/``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from client.dataset import partition_indices, train_holdout
+from privacy.experiment import ConfigError, ExperimentConfig
+from privacy.policy import DEFAULT_EPSILON_BUDGET, OwnerPolicy
+
+
+def parse_budgets(text: str, num_clients: int) -> dict[int, float]:
+    """Per-owner lifetime budgets, written ``"0=2.0,3=4"`` (owner id = finite epsilon > 0)."""
+    budgets: dict[int, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            owner, eps = int(key), float(value)
+        except ValueError:
+            raise ConfigError(
+                f"budgets: {item!r} is not OWNER=EPSILON (for example '0=2.0,3=4')"
+            ) from None
+        if not (eps > 0 and math.isfinite(eps)):
+            raise ConfigError(f"budgets: owner {key} has epsilon {value}; expected a finite "
+                              "number > 0 (ε = inf applies to the whole run: --epsilon inf)")
+        if not 0 <= owner < num_clients:
+            raise ConfigError(f"budgets={text!r} is not allowed; expected owner ids in "
+                              f"0..{num_clients - 1}")
+        budgets[owner] = eps
+    return budgets
+
+
+def budgets_text(value) -> str:
+    """A config file's ``budgets`` (a ``[budgets]`` table or a string) as ``"0=2,3=4"``."""
+    if isinstance(value, dict):
+        return ",".join(f"{owner}={eps}" for owner, eps in value.items())
+    if not isinstance(value, str):
+        raise ConfigError(f"budgets={value!r} must be a [budgets] table or 'OWNER=EPSILON,...'")
+    return value
+
+
+def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
+                   ledger_dir: Path) -> list[OwnerPolicy]:
+    """Every virtual owner's policy, as its node_config would state it."""
+    if budgets and not config.private:
+        raise ConfigError("budgets: per-owner budgets need a private run; ε = inf applies to "
+                          "the whole run")
+    policies = []
+    for i in range(config.num_clients):
+        budget = budgets.get(i, config.epsilon) if config.private else DEFAULT_EPSILON_BUDGET
+        node = {
+            "client-id": i,
+            "partition-id": i,
+            "num-partitions": config.num_clients,
+            "epsilon-budget": budget,
+            "max-delta": config.delta,
+            "allow-nonprivate": not config.private,
+            "ledger-path": str(ledger_dir / f"client-{i}.jsonl"),
+            "data-path": config.data_path,
+            "schema-path": config.schema_path,
+        }
+        policies.append(OwnerPolicy.from_node_config(node))
+    return policies
+
+
+def smallest_owner(config: ExperimentConfig) -> int:
+    """Records of the smallest owner's partition (P6 needs it before the run starts)."""
+    if config.dataset == "csv" and not config.data_path:
+        raise ConfigError("dataset='csv' is not allowed; expected csv together with "
+                          "--data FILE.csv and --schema FILE")
+    try:
+        train_holdout(config.dataset, config.holdout, config.seed, config.data_path,
+                      config.schema_path)
+    except ValueError as err:  # a bad schema or CSV: its message names file, row, column
+        raise ConfigError(str(err)) from None
+    try:
+        parts = partition_indices(
+            config.dataset, config.holdout, config.seed, config.num_clients, config.partition,
+            config.alpha, config.data_path, config.schema_path,
+        )
+    except ValueError as err:
+        raise ConfigError(f"num-clients: {err}") from None
+    return min(len(p) for p in parts)
+
+
+def check_delta(config: ExperimentConfig) -> None:
+    """Invariant P6 up front: delta below 1 / (records of the smallest owner); loads the data."""
+    smallest = smallest_owner(config)
+    if config.private and (smallest == 0 or config.delta >= 1.0 / smallest):
+        raise ConfigError(
+            f"delta={config.delta!r} is not allowed; expected a value below 1/{smallest} (the "
+            f"smallest owner holds {smallest} records; a larger delta could release a whole "
+            "record)"
+        )
