@@ -83,9 +83,9 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
             try:
                 proposal = ExperimentConfig.parse(run_config, "run_config")
             except ConfigError as err:
-                return _refuse(msg, ledger, cid, msg.metadata.run_id, server_round,
+                return _refuse(msg, ledger, cid, context.run_id, server_round,
                                Refusal(f"the proposal is invalid: {err}"))
-            request = Request(msg.metadata.run_id, server_round, proposal)
+            request = Request(context.run_id, server_round, proposal)
             try:
                 return _train_within_policy(msg, ledger, policy, request)
             except Refusal as refusal:
@@ -227,16 +227,19 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
 def _calibrate(lifetime: History, policy: OwnerPolicy, p: ExperimentConfig) -> float:
     """The noise multiplier for this run's planned steps, or 0 when too little budget is left.
 
-    The run may spend what was proposed, or what is left of the owner's lifetime
-    budget when that is less; the budget itself is enforced step by step after.
+    The noise is the larger of two: the run's planned steps alone spend at most the
+    proposed epsilon, and after the owner's whole history they reach at most its
+    lifetime budget. The budget itself is enforced step by step after.
     """
     spent = epsilon_of(lifetime, accountant=p.accountant, delta=p.delta)
-    target = min(p.epsilon, policy.epsilon_budget - spent)
-    if target <= 0 or (p.accountant == "rdp" and target <= 2 * rdp_epsilon_floor(p.delta)):
+    left = policy.epsilon_budget - spent
+    if left <= 0 or (p.accountant == "rdp" and left <= 2 * rdp_epsilon_floor(p.delta)):
         return 0.0
+    plan = {"delta": p.delta, "sample_rate": p.sample_rate,
+            "steps": p.rounds * p.steps_per_round, "accountant": p.accountant}
     try:
-        return calibrate_noise(epsilon=target, delta=p.delta, sample_rate=p.sample_rate,
-                               steps=p.rounds * p.steps_per_round, accountant=p.accountant)
+        return max(calibrate_noise(epsilon=p.epsilon, **plan),
+                   calibrate_noise(epsilon=policy.epsilon_budget, history=lifetime, **plan))
     except ValueError:  # too little left for any noise the calibration tries
         return 0.0
 

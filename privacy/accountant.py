@@ -91,36 +91,46 @@ def _epsilon(history: tuple, accountant: str, delta: float) -> float:
 
 
 def calibrate_noise(
-    *, epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
+    *, epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str,
+    history: History = (),
 ) -> float:
-    """The noise multiplier at which ``steps`` Poisson-sampled steps spend about ``epsilon``.
+    """The noise multiplier at which ``steps`` more Poisson-sampled steps, after ``history``,
+    bring the cumulative epsilon to about ``epsilon``.
 
     RDP calibration uses a subset of the orders (conservative: the accountant's full
     set then reports a slightly smaller epsilon); the budget itself is enforced
-    by :func:`steps_that_fit` with the real accountant.
+    by :func:`steps_that_fit` with the real accountant. Raises ValueError when no
+    noise up to 1e6 fits (``history`` alone spends the budget).
     """
-    if accountant == "rdp":
-        orders = tuple(_CALIBRATION_ORDERS)
-        low, high = 0.3, 1.0
-        while _rdp_epsilon([(high, sample_rate, steps)], delta, orders) > epsilon:
-            low, high = high, high * 2
-            if high > 1e6:
-                raise ValueError(f"epsilon={epsilon} is too small for {steps} steps")
-        while high - low > 1e-3 * high:
-            mid = (low + high) / 2
-            spent = _rdp_epsilon([(mid, sample_rate, steps)], delta, orders)
-            low, high = (mid, high) if spent > epsilon else (low, mid)
-        return float(high)
-    return float(
-        get_noise_multiplier(
-            target_epsilon=epsilon,
-            target_delta=delta,
-            sample_rate=sample_rate,
-            steps=steps,
-            accountant=accountant,
-            epsilon_tolerance=0.005 * epsilon,
+    if accountant != "rdp" and not history:
+        return float(
+            get_noise_multiplier(
+                target_epsilon=epsilon,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=steps,
+                accountant=accountant,
+                epsilon_tolerance=0.005 * epsilon,
+            )
         )
-    )
+    # After a history, PRV is calibrated with RDP too: RDP's epsilon is never below
+    # PRV's, so the plan is conservative, and a bisection over PRV would cost minutes.
+    orders = tuple(_CALIBRATION_ORDERS)
+
+    def spent(sigma: float) -> float:
+        return _rdp_epsilon([*history, (sigma, sample_rate, steps)], delta, orders)
+
+    if history and _rdp_epsilon(list(history), delta, orders) >= epsilon:
+        raise ValueError(f"epsilon={epsilon} is too small: the history spends more already")
+    low, high = 0.3, 1.0
+    while spent(high) > epsilon:
+        low, high = high, high * 2
+        if high > 1e6:
+            raise ValueError(f"epsilon={epsilon} is too small for {steps} steps")
+    while high - low > 1e-3 * high:
+        mid = (low + high) / 2
+        low, high = (mid, high) if spent(mid) > epsilon else (low, mid)
+    return float(high)
 
 
 def steps_that_fit(

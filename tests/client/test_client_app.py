@@ -1,6 +1,12 @@
-"""Invariants P3 (epsilon accumulates across rounds through context.state), P4 and P6."""
+"""The owner's policy wins (P10), its ledger is the truth across calls and runs (P3, P4), P6.
 
+The ClientApp is called the way Flower calls it: a Message, a Context whose
+node_config is the owner's policy, and the coordinator's run config.
+"""
+
+import json
 import math
+import threading
 
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
@@ -8,6 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from client.client_app import train_round
 from genai_models import DIGITS, build_model
 from privacy.experiment import ExperimentConfig
+from privacy.ledger import GENESIS, entry_hash, read_ledger
 from simulations.accounting import recompute_epsilon
 
 RUN = ExperimentConfig(num_clients=3, rounds=3, hidden_dim=16, latent_dim=2).to_run_config()
@@ -20,71 +27,170 @@ def _message(server_round: int) -> Message:
     return Message(content=content, dst_node_id=7, message_type=MessageType.TRAIN)
 
 
-def _context(**node) -> Context:
-    node_config = {"partition-id": 0, "num-partitions": 3, **node}
-    return Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(),
-                   run_config={})
+def _node(tmp_path, **policy):
+    return {"partition-id": 0, "num-partitions": 3, "epsilon-budget": 8.0,
+            "ledger-path": str(tmp_path / "owner-0.jsonl"), **policy}
 
 
-def _events(context, rounds, run=RUN):
-    out = []
-    for r in range(1, rounds + 1):
-        reply = train_round(_message(r), context, run)
-        out.append(dict(reply.content["privacy"]))
-    return out
+def _call(node, server_round=1, run=RUN, run_id=1):
+    context = Context(run_id=run_id, node_id=7, node_config=node, state=RecordDict(),
+                      run_config={})
+    return train_round(_message(server_round), context, run, node)
 
 
-def test_epsilon_accumulates_and_matches_independent_recomputation(task_identity):
-    context = _context()
-    events = _events(context, 2)
+def _privacy(reply):
+    return dict(reply.content["privacy"])
+
+
+def _ledger(tmp_path):
+    return read_ledger(tmp_path / "owner-0.jsonl")
+
+
+@pytest.fixture(autouse=True)
+def _identity(task_identity):
+    yield
+
+
+def test_epsilon_accumulates_and_matches_independent_recomputation(tmp_path):
+    node = _node(tmp_path)
+    events = [_privacy(_call(node, r)) for r in (1, 2)]
     assert events[1]["epsilon"] > events[0]["epsilon"] > 0
     for k, event in enumerate(events, start=1):
         independent = recompute_epsilon(events[:k], delta=1e-5, method="rdp")
         assert event["epsilon"] == pytest.approx(independent, rel=0.01)
-    # A fresh ClientApp call with the same context resumes, it does not restart.
-    assert "fedsynth-privacy" in context.state
+    assert events[1]["lifetime_epsilon"] == events[1]["epsilon"]
 
 
-def test_budget_is_never_exceeded_and_the_owner_then_declines(task_identity):
-    run = {**RUN, "epsilon": 1.0, "rounds": 1, "local-epochs": 1}
-    tight = {**run, "rounds": 1}
-    context = _context()
-    events = _events(context, 4, run={**tight, "local-epochs": 3})
-    spent = [e["epsilon"] for e in events if "epsilon" in e]
-    assert spent and max(spent) <= 1.0
-    assert events[-1]["status"] == "exhausted" and events[-1]["steps"] == 0
-
-
-def test_node_budget_overrides_the_federation_default(task_identity):
-    events = _events(_context(**{"epsilon-budget": 2.0}), 1)
-    assert events[0]["epsilon_budget"] == 2.0
-    assert events[0]["epsilon"] <= 2.0
-
-
-def test_delta_too_large_for_the_owner_is_refused(task_identity):
-    with pytest.raises(ValueError, match="delta=0.1 must be below 1/"):
-        _events(_context(), 1, run={**RUN, "delta": 0.1})
-
-
-def test_nonprivate_baseline_reports_no_epsilon(task_identity):
-    events = _events(_context(), 1, run={**RUN, "epsilon": math.inf})
-    assert events[0]["status"] == "nonprivate" and "epsilon" not in events[0]
-
-
-def test_run_budgets_table_sets_one_owner_budget(task_identity):
-    events = _events(_context(), 1, run={**RUN, "budgets": "0=3.0,2=5"})
-    assert events[0]["epsilon_budget"] == 3.0 and events[0]["epsilon"] <= 3.0
-
-
-def test_owner_keeps_its_own_chained_ledger(task_identity, tmp_path):
-    from privacy.ledger import GENESIS, entry_hash
-
-    path = tmp_path / "mine.jsonl"
-    events = _events(_context(**{"ledger-path": str(path)}), 2)
-    import json
-
-    lines = [json.loads(x) for x in path.read_text().splitlines()]
+def test_the_ledger_is_rebuilt_on_every_call_so_a_restart_forgets_nothing(tmp_path):
+    """P3: each call is a fresh Context (as after a SuperNode restart): spend still adds up."""
+    node = _node(tmp_path)
+    first = _privacy(_call(node, 1))
+    second = _privacy(_call(node, 2))  # a new Context: nothing in memory
+    assert second["epsilon"] > first["epsilon"]
+    lines = _ledger(tmp_path)
     assert [x["round"] for x in lines] == [1, 2]
     assert lines[0]["prev_hash"] == GENESIS and lines[1]["prev_hash"] == lines[0]["hash"]
     assert all(entry_hash(x) == x["hash"] for x in lines)
-    assert lines[1]["epsilon"] == events[1]["epsilon"]
+
+
+def test_a_second_run_continues_the_lifetime_budget_and_never_passes_it(tmp_path):
+    node = _node(tmp_path, **{"epsilon-budget": 3.0})
+    spent = []
+    # Run 1 asks for 2 of the lifetime 3; runs 2 and 3 ask for 3: each gets what is left.
+    for run_id, proposed in ((1, 2.0), (2, 3.0), (3, 3.0)):
+        for r in (1, 2):
+            spent.append(_privacy(_call(node, r, {**RUN, "epsilon": proposed, "rounds": 2},
+                                        run_id)))
+    trained = [e for e in spent if e["status"].startswith("trained")]
+    assert trained and max(e["lifetime_epsilon"] for e in trained) <= 3.0
+    assert spent[-1]["status"] == "exhausted" and spent[-1]["steps"] == 0
+    # Run 2 started where run 1 stopped, not at zero.
+    first_of_run_2 = next(e for e in trained if e["run_id"] == 2)
+    assert first_of_run_2["lifetime_epsilon"] > first_of_run_2["epsilon"]
+    history = [e for e in _ledger(tmp_path) if e["mechanism"] == "dp-sgd"]
+    assert recompute_epsilon(history, delta=1e-5, method="pld") <= 3.0 * 1.001
+    refusals = [e for e in _ledger(tmp_path) if e["mechanism"] == "none"]
+    assert refusals and refusals[-1]["reason"] == "the privacy budget is spent"
+
+
+def test_the_coordinator_cannot_raise_the_budget_or_delta(tmp_path):
+    node = _node(tmp_path, **{"epsilon-budget": 2.0})
+    event = _privacy(_call(node, 1, {**RUN, "epsilon": 50.0}))
+    assert event["epsilon_budget"] == 2.0 and event["lifetime_epsilon"] <= 2.0
+    refused = _privacy(_call(node, 2, {**RUN, "delta": 1e-3}))
+    assert refused["status"] == "refused"
+    assert refused["reason"] == "delta=0.001 was proposed; this owner accepts at most 1e-05"
+    assert "arrays" not in _call(node, 3, {**RUN, "delta": 1e-3}).content
+    assert _ledger(tmp_path)[-1]["reason"] == refused["reason"]
+
+
+def test_no_dp_needs_the_owners_opt_in(tmp_path):
+    refused = _privacy(_call(_node(tmp_path), 1, {**RUN, "epsilon": math.inf}))
+    assert refused["status"] == "refused" and "does not allow non-private" in refused["reason"]
+    allowed = _call(_node(tmp_path, **{"allow-nonprivate": True}), 2,
+                    {**RUN, "epsilon": math.inf})
+    assert _privacy(allowed)["status"] == "nonprivate" and "arrays" in allowed.content
+    assert "trained without DP" in _ledger(tmp_path)[-1]["reason"]
+
+
+def test_delta_too_large_for_the_owner_is_refused_without_its_count(tmp_path):
+    """P6 on the owner's side; the reason names no record count."""
+    node = _node(tmp_path, **{"max-delta": 0.5})
+    refused = _privacy(_call(node, 1, {**RUN, "delta": 0.1}))
+    assert refused["status"] == "refused"
+    assert refused["reason"] == "delta=0.1 is not below 1/(this owner's record count) (P6)"
+
+
+def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
+    reply = _call(_node(tmp_path), 1)
+    assert dict(reply.content["metrics"]) == {"unit-weight": 1}
+    assert set(_privacy(reply)) == {
+        "status", "round", "client_id", "run_id", "mechanism", "noise_multiplier",
+        "sample_rate", "steps", "max_grad_norm", "delta", "accountant", "epsilon",
+        "lifetime_epsilon", "epsilon_budget"}
+    # q is the run's public rate, not 1/ceil(n/B).
+    assert _privacy(reply)["sample_rate"] == RUN["sample-rate"]
+
+
+def test_a_broken_ledger_stops_the_owner_and_says_so_without_details(tmp_path):
+    node = _node(tmp_path)
+    _call(node, 1)
+    path = tmp_path / "owner-0.jsonl"
+    path.write_text(path.read_text().replace('"steps":', '"steps":1', 1))
+    reply = _call(node, 2)
+    assert _privacy(reply) == {"status": "failed", "client_id": 0,
+                               "reason": "the owner's ledger is unreadable or broken"}
+    assert "arrays" not in reply.content
+
+
+def test_a_replayed_round_is_refused_not_spent_twice(tmp_path):
+    node = _node(tmp_path)
+    _call(node, 1)
+    again = _privacy(_call(node, 1))
+    assert again["status"] == "refused" and "already trained in round 1" in again["reason"]
+    assert sum(e["mechanism"] == "dp-sgd" for e in _ledger(tmp_path)) == 1
+
+
+def test_concurrent_messages_are_serialised_by_the_ledger_lock(tmp_path):
+    node = _node(tmp_path, **{"epsilon-budget": 1.0})
+    run = {**RUN, "epsilon": 1.0, "rounds": 1, "local-epochs": 4}
+    replies = []
+
+    def call(r):
+        replies.append(_privacy(_call(node, r, run)))
+
+    threads = [threading.Thread(target=call, args=(r,)) for r in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    history = [e for e in _ledger(tmp_path) if e["mechanism"] == "dp-sgd"]
+    assert recompute_epsilon(history, delta=1e-5, method="pld") <= 1.0 * 1.001
+    assert len(read_ledger(tmp_path / "owner-0.jsonl")) == 3  # every call is a chained line
+
+
+def test_an_invalid_proposal_is_refused_with_the_key(tmp_path):
+    refused = _privacy(_call(_node(tmp_path), 1, {**RUN, "rounds": 2.5}))
+    assert refused["status"] == "refused"
+    assert refused["reason"].startswith("the proposal is invalid: run_config: rounds=2.5")
+
+
+def test_a_node_without_budget_uses_the_conservative_default(tmp_path):
+    node = {"partition-id": 0, "num-partitions": 3,
+            "ledger-path": str(tmp_path / "owner-0.jsonl")}
+    event = _privacy(_call(node, 1))
+    assert event["epsilon_budget"] == 1.0 and event["lifetime_epsilon"] <= 1.0
+
+
+def test_two_runs_on_the_node_ledger_audit_clean(tmp_path, capsys):
+    from simulations.cli import main
+
+    node = _node(tmp_path, **{"epsilon-budget": 4.0})
+    for run_id in (1, 2):
+        for r in (1, 2):
+            _call(node, r, {**RUN, "epsilon": 3.0, "rounds": 2}, run_id)
+    assert main(["audit", "--node-ledger", str(tmp_path / "owner-0.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "audit: PASS" in out
+    lines = [json.loads(x) for x in (tmp_path / "owner-0.jsonl").read_text().splitlines()]
+    assert {x["run_id"] for x in lines} == {1, 2}

@@ -53,3 +53,18 @@ def test_steps_that_fit_is_zero_when_one_step_is_too_many():
 def test_steps_that_fit_grants_everything_that_fits():
     assert steps_that_fit([], noise_multiplier=2.0, sample_rate=0.1, wanted=5, budget=8.0,
                           delta=1e-5, accountant="rdp") == 5
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_calibration_after_a_history_lands_on_the_lifetime_target(accountant):
+    history = [(3.0, 0.5, 10)]
+    sigma = calibrate_noise(epsilon=3.0, delta=1e-5, sample_rate=0.5, steps=20,
+                            accountant=accountant, history=history)
+    total = epsilon_of([*history, (sigma, 0.5, 20)], accountant=accountant, delta=1e-5)
+    assert (2.9 if accountant == "rdp" else 2.5) <= total <= 3.0  # RDP plans PRV safely
+
+
+def test_calibration_refuses_when_the_history_alone_spends_the_target():
+    with pytest.raises(ValueError, match="too small"):
+        calibrate_noise(epsilon=0.5, delta=1e-5, sample_rate=0.5, steps=20, accountant="rdp",
+                        history=[(0.5, 1.0, 100)])
