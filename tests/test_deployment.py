@@ -113,7 +113,8 @@ def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
         own = fed["tmp"] / f"owner-{i}.{suffix}"
         ledger = fed["tmp"] / f"owner-{i}-ledger.jsonl"
         _supernode(fed, i, node_config=f'data-path="{own}" schema-path="{schema}" '
-                                       f'client-id={i} ledger-path="{ledger}"')
+                                       f'client-id={i} ledger-path="{ledger}" '
+                                       'epsilon-budget=8.0')
     run_dir = fed["tmp"] / "run"
     proc = _flwr(fed, "run", ".", "fedsynth", "--stream", "--run-config",
                  f'dataset="{dataset}" num-clients=2 rounds=2 hidden-dim=16 '
@@ -143,3 +144,74 @@ def test_an_unregistered_supernode_is_refused(federation):
     log = (fed["tmp"] / "node-2.log").read_text()
     assert code != 0
     assert "Failed to activate SuperNode" in log
+
+
+def _wait_until(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(what)
+
+
+def _spends(path):
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines()
+            if json.loads(x)["mechanism"] == "dp-sgd"]
+
+
+def _run_finished(run_dir):
+    return (run_dir / "report.json").exists()
+
+
+def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(federation):
+    """P3 with real processes: kill owner 0 mid-run, restart it, then run again."""
+    from simulations.accounting import recompute_epsilon
+
+    fed = federation
+    ledgers = fed["tmp"] / "owner-ledgers"
+    budget = 2.0
+
+    def node_config(i):
+        return (f'data-path="{fed["tmp"] / f"owner-{i}.npz"}" client-id={i} '
+                f'epsilon-budget={budget} ledger-path="{ledgers / f"client-{i}.jsonl"}"')
+
+    nodes = {}
+    for i in range(2):
+        reg = _flwr(fed, "supernode", "register", str(fed["certs"] / f"node-{i}.pub"), "fedsynth")
+        assert reg.returncode == 0, reg.stdout + reg.stderr
+        nodes[i] = _supernode(fed, i, node_config=node_config(i))
+    proposal = "num-clients=2 hidden-dim=16 synthetic-samples=100 epsilon=1.5"
+    first = fed["tmp"] / "run-1"
+    submitted = _flwr(fed, "run", ".", "fedsynth", "--run-config",
+                      f'{proposal} rounds=4 run-dir="{first}"')
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    # Once the coordinator holds owner 0's first event, kill owner 0 and start it again.
+    _wait_until(lambda: any(e["client_id"] == 0 for e in _spends(first / "ledger.jsonl")),
+                240, "owner 0 never trained")
+    os.killpg(nodes[0].pid, signal.SIGKILL)
+    nodes[0].wait(timeout=30)
+    nodes[0] = _supernode(fed, 0, node_config=node_config(0))
+    _wait_until(lambda: _run_finished(first), 420, "run 1 did not finish")
+    # A second run against the same owners, asking for a fresh 1.5 each.
+    second = fed["tmp"] / "run-2"
+    proc = _flwr(fed, "run", ".", "fedsynth", "--stream", "--run-config",
+                 f'{proposal} rounds=3 run-dir="{second}"', timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (second / "report.json").exists(), proc.stdout[-3000:]
+    for i in range(2):
+        own = ledgers / f"client-{i}.jsonl"
+        spends = _spends(own)
+        assert len({e["run_id"] for e in spends}) == 2, f"owner {i} trained in both runs"
+        lifetime = recompute_epsilon(spends, delta=1e-5, method="pld")
+        assert lifetime <= budget * 1.001, (i, lifetime)
+        assert max(e["lifetime_epsilon"] for e in spends) <= budget
+        audit = subprocess.run([BIN / "fedsynth", "audit", "--node-ledger", str(own)],
+                               capture_output=True, text=True, timeout=120)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+    for run_dir in (first, second):
+        audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir), "--owner-ledgers",
+                                str(ledgers)], capture_output=True, text=True, timeout=120)
+        assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -19,6 +19,7 @@ TINY = ["--num-clients", "3", "--rounds", "2", "--seed", "1"]
 
 
 def _simulate(tmp_path, *extra):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "run"
     cfg = tmp_path / "tiny.toml"
     cfg.write_text("hidden-dim = 32\nlatent-dim = 4\nsynthetic-samples = 200\n")
@@ -94,12 +95,51 @@ def test_synthetic_data_is_labelled_and_in_range(private_run):
     assert report["utility"]["trtr_accuracy"] > 0.9
 
 
-def test_nonprivate_baseline_writes_no_privacy_events(tmp_path):
-    out, stdout = _simulate(tmp_path, "--epsilon", "inf", "--rounds", "1")
+def _released(out):
+    with np.load(out / "synthetic" / "synthetic.npz") as data:
+        return data["x"]
+
+
+def test_nonprivate_baseline_writes_no_privacy_events_and_is_reproducible(tmp_path):
+    out, stdout = _simulate(tmp_path / "a", "--epsilon", "inf", "--rounds", "1")
     report = json.loads((out / "report.json").read_text())
-    assert report["privacy"]["dp"] is False and report["privacy"]["epsilon_budget"] is None
+    assert report["privacy"]["dp"] is False and report["privacy"]["epsilon_proposed"] is None
     assert not (out / "ledger.jsonl").exists() or (out / "ledger.jsonl").read_text() == ""
     assert "none (ε = ∞)" in stdout
+    again, _ = _simulate(tmp_path / "b", "--epsilon", "inf", "--rounds", "1")
+    assert np.allclose(_released(out), _released(again), atol=1e-4)
+
+
+def test_two_private_runs_with_the_same_seed_release_different_data(private_run, tmp_path):
+    """P9: the seed is public; DP noise and sampling come from OS entropy."""
+    out, _ = private_run
+    again, _ = _simulate(tmp_path)
+    assert not np.allclose(_released(out), _released(again), atol=1e-3)
+    first = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+    second = [json.loads(x) for x in (again / "ledger.jsonl").read_text().splitlines()]
+    # Same public mechanism, same spend: only the noise differs.
+    keys = ("client_id", "round", "noise_multiplier", "sample_rate", "steps", "epsilon")
+    assert [[e[k] for k in keys] for e in first] == [[e[k] for k in keys] for e in second]
+
+
+def test_a_reused_owner_ledger_folder_carries_the_lifetime_budget(tmp_path):
+    ledgers = tmp_path / "owners"
+    flags = ("--epsilon", "1", "--budgets", "0=1.5", "--rounds", "1",
+             "--owner-ledgers", str(ledgers))
+    first, _ = _simulate(tmp_path / "one", *flags)
+    second, _ = _simulate(tmp_path / "two", *flags)
+    owner0 = {c["client_id"]: c for c in
+              json.loads((second / "report.json").read_text())["privacy"]["per_client"]}[0]
+    assert owner0["lifetime_epsilon"] > owner0["epsilon"]
+    assert owner0["lifetime_epsilon"] <= 1.5
+    proc = subprocess.run([sys.executable, "-m", "simulations.cli", "audit",
+                           "--node-ledger", str(ledgers / "client-0.jsonl")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "simulations.cli", "audit", str(first),
+                           "--owner-ledgers", str(ledgers)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _audit_cli(run_dir):
@@ -125,6 +165,7 @@ def test_heterogeneous_budgets_and_client_level_dp_are_enforced_and_audited(tmp_
     budgets = {c["client_id"]: (c["epsilon"], c["epsilon_budget"])
                for c in report["privacy"]["per_client"]}
     assert budgets[0][1] == 0.5 and budgets[1][1] == 4.0 and budgets[2][1] == 2.0
+    assert all("num_examples" not in c for c in report["privacy"]["per_client"])
     assert all(eps <= budget for eps, budget in budgets.values())
     client_level = report["privacy"]["client_level"]
     assert client_level["mode"] == "fixed" and client_level["epsilon"] > 0
