@@ -16,6 +16,7 @@ the owner's own log.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 
-from client.dataset import LabelledData, load_owner_file, load_partition, with_canaries
+from client.dataset import load_owner_file, load_partition, partition_identity, with_canaries
 from client.dp_training import train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
 from genai_models import build_model, resolve
@@ -36,13 +37,17 @@ from privacy.accountant import (
     rdp_epsilon_floor,
     steps_that_fit,
 )
+from privacy.atomic import write_text
 from privacy.experiment import ConfigError, ExperimentConfig
-from privacy.ledger import REFUSAL, Ledger, LedgerBroken, locked
+from privacy.ledger import NONPRIVATE, REFUSAL, Ledger, LedgerBroken, locked
 from privacy.policy import OwnerPolicy
 
 app = ClientApp()
 
 WARNING = 30  # logging.WARNING, for Flower's logger
+# One reason for every failure, whatever its cause: which exception a data file raises
+# can say something about the data. The details go to the owner's own log only.
+FAILED = "training failed on the owner (the details are in its own log)"
 
 
 @app.train()
@@ -90,15 +95,18 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
                 return _train_within_policy(msg, ledger, policy, request)
             except Refusal as refusal:
                 return _refuse(msg, ledger, cid, request.run_id, server_round, refusal)
+            except Exception as err:  # the details stay here: they may name data values
+                log(WARNING, "fedsynth owner %s: training failed: %r", cid, err)
+                return _refuse(msg, ledger, cid, request.run_id, server_round,
+                               Refusal(FAILED, status="failed"))
     except LedgerBroken as err:
         log(WARNING, "fedsynth owner %s: refusing to train: %s", cid, err)
         return _reply(msg, None, None, {"status": "failed", "client_id": cid,
                                         "reason": "the owner's ledger is unreadable or broken"})
-    except Exception as err:  # the details stay here: they may name data values
-        log(WARNING, "fedsynth owner %s: training failed: %r", cid, err)
+    except Exception as err:
+        log(WARNING, "fedsynth owner %s: cannot reach its ledger: %r", cid, err)
         return _reply(msg, None, None, {"status": "failed", "client_id": cid,
-                                        "reason": f"training failed on the owner "
-                                                  f"({type(err).__name__})"})
+                                        "reason": "the owner's ledger is unreadable or broken"})
 
 
 def _refuse(msg: Message, ledger: Ledger, cid: int, run_id: int, server_round: int,
@@ -111,14 +119,22 @@ def _refuse(msg: Message, ledger: Ledger, cid: int, run_id: int, server_round: i
                                     "reason": reason, "steps": 0})
 
 
-def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig) -> LabelledData:
-    """The owner's own file, or (a simulated owner) its partition of the simulation's data."""
-    schema_path = policy.schema_path or proposal.schema_path
-    spec, codec = resolve(proposal.dataset, schema_path)
+def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):
+    """The owner's own file, or (a simulated owner) its partition of the simulation's data.
+
+    Returns the records and the data spec. The schema comes from the owner's node
+    config (or ships with a built-in dataset), never from the run config.
+    """
+    if proposal.dataset == "csv" and not policy.schema_path:
+        raise Refusal("this owner's node_config names no schema-path for its CSV")
+    spec, codec = resolve(proposal.dataset, policy.schema_path)
     if policy.partition_id is None:
         if not policy.data_path:
             raise Refusal("this owner's node_config names no data-path")
-        return load_owner_file(policy.data_path, spec, codec)
+        return load_owner_file(policy.data_path, spec, codec), spec
+    identity = partition_identity(proposal, policy.partition_id, policy.num_partitions,
+                                  policy.data_path)
+    _hold_to_partition(ledger, identity)
     data = load_partition(
         proposal.dataset,
         policy.partition_id,
@@ -128,11 +144,26 @@ def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig) -> LabelledData:
         holdout=proposal.holdout,
         seed=proposal.seed,
         data_path=policy.data_path,
-        schema_path=schema_path,
+        schema_path=policy.schema_path,
     )
     if proposal.canaries and policy.partition_id == 0:  # the canary audit's owner
         data = with_canaries(data, spec, proposal.canaries, proposal.seed)
-    return data
+    return data, spec
+
+
+def _hold_to_partition(ledger: Ledger, identity: dict) -> None:
+    """A simulated owner's ledger covers one partition of the data, fixed at its first use.
+
+    Another split (seed, holdout, alpha, ...) would put other records in this
+    partition and their spend in a ledger that never saw them: refused.
+    """
+    path = ledger.path.with_name(ledger.path.name + ".partition.json")
+    if not path.exists():
+        write_text(path, json.dumps(identity, sort_keys=True) + "\n")
+        return
+    if json.loads(path.read_text("utf-8")) != identity:
+        raise Refusal("this simulated owner's ledger belongs to another split of the data "
+                      f"(see {path.name}); a new split needs new ledgers")
 
 
 def _history(entries: list[dict]) -> History:
@@ -143,6 +174,9 @@ def _history(entries: list[dict]) -> History:
 def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
                          request: Request) -> Message:
     p, cid = request.proposal, policy.client_id
+    if any(e["mechanism"] == NONPRIVATE for e in ledger.entries):
+        raise Refusal("this owner's data was trained on without DP before; no lifetime "
+                      "budget can be honoured for it")
     mine = [e for e in ledger.entries if e["mechanism"] == "dp-sgd"]
     this_run = [e for e in mine if e["run_id"] == request.run_id]
     if any(e["round"] == request.server_round for e in this_run):
@@ -153,9 +187,14 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     if p.private and p.delta > policy.max_delta:
         raise Refusal(f"delta={p.delta:g} was proposed; this owner accepts at most "
                       f"{policy.max_delta:g}")
-    data = _load_data(policy, p)
-    model = build_model(p.model, resolve(p.dataset, policy.schema_path or p.schema_path)[0],
-                        hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)
+    data, spec = _load_data(policy, p, ledger)
+    # P6 on the owner's side, against its own policy rather than the proposal: the
+    # answer is the same whatever delta a coordinator proposes, so probing delta
+    # round after round cannot locate the record count.
+    if p.private and policy.max_delta >= 1.0 / max(len(data), 1):
+        raise Refusal("this owner's max-delta is not below 1/(its record count) (P6); "
+                      "the owner must lower max-delta in its node_config")
+    model = build_model(p.model, spec, hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     # Public randomness only (the VAE's reparameterisation, the GAN's fake labels);
     # DP noise and sampling draw from OS entropy inside the trainers.
@@ -168,16 +207,13 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
             learning_rate=p.learning_rate, max_norm=p.max_grad_norm, optimizer=p.optimizer,
         )
         ledger.append({"round": request.server_round, "client_id": cid,
-                       "run_id": request.run_id, "mechanism": REFUSAL,
+                       "run_id": request.run_id, "mechanism": NONPRIVATE,
                        "reason": "trained without DP (epsilon=inf proposed; the owner's "
-                                 "policy allows it)"})
+                                 "policy allows it): no DP guarantee holds for this data"})
         loss = outcome.mean_loss if math.isfinite(outcome.mean_loss) else 0.0
         return _reply(msg, model, {"train-loss": loss},
                       {"status": "nonprivate", "client_id": cid, "steps": outcome.steps})
 
-    # P6, on the owner's side: the refusal says only that the bound failed.
-    if p.delta >= 1.0 / max(len(data), 1):
-        raise Refusal(f"delta={p.delta:g} is not below 1/(this owner's record count) (P6)")
     budget, delta, q, acc = policy.epsilon_budget, p.delta, p.sample_rate, p.accountant
     lifetime, run = _history(mine), _history(this_run)
     sigma = this_run[0]["noise_multiplier"] if this_run else _calibrate(lifetime, policy, p)

@@ -127,6 +127,21 @@ def partition_indices(
     )
 
 
+def partition_identity(experiment, partition_id: int, num_partitions: int,
+                       data_path: str) -> dict:
+    """What fixes which records a simulated partition holds: the same identity, the same records."""
+    return {
+        "dataset": experiment.dataset,
+        "data_path": data_path,
+        "holdout": experiment.holdout,
+        "seed": experiment.seed,
+        "partition": experiment.partition,
+        "alpha": experiment.alpha if experiment.partition == "dirichlet" else None,
+        "num_partitions": num_partitions,
+        "partition_id": partition_id,
+    }
+
+
 def load_partition(
     name: str,
     partition_id: int,

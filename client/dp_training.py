@@ -157,9 +157,11 @@ def train_private(
 ) -> RoundOutcome:
     """Run exactly ``steps`` DP-SGD steps on ``model`` (in place).
 
-    The loss stays on the owner's machine (it is not a DP release): the outcome
-    carries no loss.
+    The model's own randomness (the VAE's reparameterisation noise) draws from the
+    same private generator as the DP noise. The loss stays on the owner's machine
+    (it is not a DP release): the outcome carries no loss.
     """
+    generator = generator or entropy_generator()
     with privatized(
         model, _optimizer(optimizer, model, learning_rate), data,
         noise_multiplier=noise_multiplier, sample_rate=sample_rate,
@@ -171,7 +173,7 @@ def train_private(
         def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
             dp_optimizer.zero_grad(set_to_none=True)
             # An empty Poisson batch still takes a (noise-only) step, as accounted.
-            loss = private_model(xb, yb).sum() / max(len(xb), 1)
+            loss = private_model(xb, yb, generator=generator).sum() / max(len(xb), 1)
             loss.backward()
             dp_optimizer.step()
             return 0.0

@@ -37,13 +37,21 @@ class ConditionalVAE(nn.Module):
     def _onehot(self, labels: torch.Tensor) -> torch.Tensor:
         return F.one_hot(labels.long(), self.num_classes).to(torch.get_default_dtype())
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Return the per-record negative ELBO (reconstruction + KL), shape ``(batch,)``."""
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Return the per-record negative ELBO (reconstruction + KL), shape ``(batch,)``.
+
+        ``generator`` draws the reparameterisation noise. Under DP it must be one
+        nobody else can predict: noise known by batch position would tie each record's
+        gradient to the others' positions, and the step's sensitivity would exceed C.
+        """
         onehot = self._onehot(labels)
         stats = self.to_stats(self.encoder(torch.cat([x, onehot], dim=1)))
         mu, logvar = stats.chunk(2, dim=1)
         logvar = logvar.clamp(-8.0, 8.0)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+        z = mu + noise * torch.exp(0.5 * logvar)
         logits = self.decoder(torch.cat([z, onehot], dim=1))
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)

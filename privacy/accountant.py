@@ -94,10 +94,10 @@ def calibrate_noise(
     *, epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str,
     history: History = (),
 ) -> float:
-    """The noise multiplier at which ``steps`` more Poisson-sampled steps, after ``history``,
-    bring the cumulative epsilon to about ``epsilon``.
+    """The noise multiplier at which ``steps`` more steps after ``history`` reach ``epsilon``.
 
-    RDP calibration uses a subset of the orders (conservative: the accountant's full
+    The steps are Poisson-sampled at ``sample_rate``; the epsilon is cumulative. RDP
+    calibration uses a subset of the orders (conservative: the accountant's full
     set then reports a slightly smaller epsilon); the budget itself is enforced
     by :func:`steps_that_fit` with the real accountant. Raises ValueError when no
     noise up to 1e6 fits (``history`` alone spends the budget).

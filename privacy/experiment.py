@@ -176,6 +176,10 @@ class ExperimentConfig:
                   "noise); use --accountant prv for smaller budgets")
         if not 0 < self.sample_rate <= 1:
             _fail("sample_rate", self.sample_rate, "a probability in (0, 1]")
+        if self.steps_per_round > 10_000:
+            _fail("sample_rate", self.sample_rate,
+                  f"at least local-epochs/10000 = {self.local_epochs / 10_000:g} (at most "
+                  "10000 DP steps an owner each round)")
         if not 0 <= self.canaries <= 10_000:
             _fail("canaries", self.canaries, "an integer in 0..10000")
         for key in ("max_grad_norm", "learning_rate", "alpha"):

@@ -4,11 +4,14 @@ Each line carries ``prev_hash`` (the previous line's ``hash``, 64 zeros for the
 first) and ``hash``, the sha256 of the line's canonical JSON without ``hash``.
 Changing, deleting, inserting or reordering a line breaks the chain at that line.
 
-Two kinds of line: a *spend* (``mechanism`` ``dp-sgd`` or ``gaussian-aggregate``,
-with the parameters any accountant needs) and a *refusal* (``mechanism`` ``none``,
-with the ``reason`` an owner declined a request). An owner's ledger is its truth:
-:func:`read_ledger` verifies every line, and :func:`locked` serialises the
-read-train-append of one owner so two messages can never both spend.
+Three kinds of line: a *spend* (``mechanism`` ``dp-sgd`` or ``gaussian-aggregate``,
+with the parameters any accountant needs), a *refusal* (``mechanism`` ``none``, with
+the ``reason`` an owner declined or failed a request), and a *non-private release*
+(``mechanism`` ``nonprivate``: the owner trained without DP, so no DP guarantee holds
+for its data any more). An owner's ledger is its truth: :func:`read_ledger` verifies
+every line, :func:`locked` serialises the read-train-append of one owner so two
+messages can never both spend, and a pinned head beside the file (``PATH.head``)
+catches a ledger that was cut back, replaced or deleted.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from privacy.atomic import write_text
 GENESIS = "0" * 64
 SPEND_MECHANISMS = ("dp-sgd", "gaussian-aggregate")
 REFUSAL = "none"
+NONPRIVATE = "nonprivate"
 
 # The fields of a spend, as DESIGN.md names them plus the run it belongs to and the
 # owner's lifetime epsilon; a line holds these plus ``prev_hash`` and ``hash`` (and,
@@ -75,9 +79,9 @@ def _check_entry(path: Path, n: int, e: dict) -> None:
         raise LedgerBroken(f"{path}: line {n}: {why}")
 
     mechanism = e.get("mechanism")
-    if mechanism not in (*SPEND_MECHANISMS, REFUSAL):
-        bad(f"mechanism={mechanism!r}; expected dp-sgd, gaussian-aggregate or none")
-    required = EVENT_FIELDS if mechanism != REFUSAL else REFUSAL_FIELDS
+    if mechanism not in (*SPEND_MECHANISMS, REFUSAL, NONPRIVATE):
+        bad(f"mechanism={mechanism!r}; expected dp-sgd, gaussian-aggregate, none or nonprivate")
+    required = EVENT_FIELDS if mechanism in SPEND_MECHANISMS else REFUSAL_FIELDS
     missing = [k for k in (*required, "prev_hash", "hash") if k not in e]
     if missing:
         bad(f"missing {', '.join(missing)}")
@@ -89,7 +93,7 @@ def _check_entry(path: Path, n: int, e: dict) -> None:
             bad(f"{key}={v!r} is not a valid value")
 
     number("round", 1, integer=True)
-    if mechanism == REFUSAL:
+    if mechanism in (REFUSAL, NONPRIVATE):
         number("client_id", 0, integer=True)
         if not isinstance(e["reason"], str) or not e["reason"]:
             bad("a refusal needs a reason")
@@ -152,21 +156,40 @@ def read_ledger(path: str | Path) -> list[dict]:
 class Ledger:
     """An append-only, hash-chained JSONL file, rewritten atomically on each append.
 
-    With ``verify`` (an owner's own ledger) the existing lines are checked first and a
-    broken or unreadable file raises :class:`LedgerBroken`: the caller fails closed.
+    With ``verify`` (an owner's own ledger) the existing lines are checked first, and
+    the file is held to its pinned head (``PATH.head``: line count and last hash,
+    rewritten after every append): a broken, unreadable, cut-back or missing ledger
+    raises :class:`LedgerBroken`, and the caller fails closed.
     """
 
     def __init__(self, path: str | Path, *, verify: bool = False):
         self.path = Path(path)
+        self.pin = self.path.with_name(self.path.name + ".head") if verify else None
         self.entries: list[dict] = []
         self.head = GENESIS
         if verify:
             if self.path.exists():
                 self.entries = read_ledger(self.path)
+            self._check_pin()
         elif self.path.exists():
             self.entries = [json.loads(x) for x in self.path.read_text("utf-8").splitlines()]
         if self.entries:
             self.head = self.entries[-1]["hash"]
+
+    def _check_pin(self) -> None:
+        if not self.pin.exists():
+            return
+        try:
+            pinned = json.loads(self.pin.read_text("utf-8"))
+            lines, head = int(pinned["lines"]), str(pinned["head"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise LedgerBroken(f"{self.pin}: the pinned head cannot be read ({err})") from None
+        if not self.path.exists() and lines:
+            raise LedgerBroken(f"{self.path}: missing, but its pinned head says {lines} lines")
+        if len(self.entries) < lines or (lines and self.entries[lines - 1]["hash"] != head):
+            raise LedgerBroken(f"{self.path}: holds {len(self.entries)} lines that do not "
+                               f"end in the pinned head of line {lines} (the ledger was cut "
+                               "back or replaced)")
 
     def append(self, event: dict) -> dict:
         """Chain ``event`` after the current head, write it, and return the full entry."""
@@ -176,6 +199,8 @@ class Ledger:
         write_text(self.path, "\n".join(lines) + "\n")
         self.entries.append(entry)
         self.head = entry["hash"]
+        if self.pin is not None:
+            write_text(self.pin, canonical({"lines": len(self.entries), "head": self.head}))
         return entry
 
 

@@ -56,6 +56,7 @@ class RunState:
     """The coordinator's state across rounds."""
 
     run_id: int = 0
+    private: bool = True
     owners: dict[int, OwnerRecord] = field(default_factory=dict)
     exhausted_nodes: set[int] = field(default_factory=set)
     node_owner: dict[int, int] = field(default_factory=dict)
@@ -95,6 +96,8 @@ def _reject(reply: Message, global_arrays: dict[str, torch.Tensor], state: RunSt
             return f"weight {name} has shape {tuple(tensor.shape)}"
         if not torch.isfinite(tensor).all():
             return f"weight {name} is not finite"
+    if status == "nonprivate" and state.private:
+        return "trained without DP in a private run"
     if status != "nonprivate":
         missing = [k for k in EVENT_FIELDS if k not in event]
         if missing:
@@ -163,7 +166,7 @@ def run_federation(grid: Grid, run_config: dict, run_id: int = 0) -> Path:
     if settings.private or user_dp:
         # An empty ledger is a statement too: nothing was spent (yet).
         ledger.path.touch()
-    state = RunState(run_id=run_id)
+    state = RunState(run_id=run_id, private=settings.private)
     train_config = ConfigRecord({})
     timings["setup"] = time.perf_counter() - t0
 

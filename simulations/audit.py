@@ -14,7 +14,15 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from privacy.ledger import EVENT_FIELDS, GENESIS, LedgerBroken, is_spend, read_ledger
+from privacy.ledger import (
+    EVENT_FIELDS,
+    GENESIS,
+    NONPRIVATE,
+    Ledger,
+    LedgerBroken,
+    is_spend,
+    read_ledger,
+)
 from simulations.accounting import recompute_epsilon
 
 MATCH_TOLERANCE = 0.01  # P8: recomputed within 1% of the reported epsilon
@@ -156,9 +164,11 @@ def _finding_code(owners: list[OwnerAudit], findings: list[str]) -> int:
 
 def audit_ledger_file(path: str | Path) -> AuditResult:
     """Audit one ledger alone (an owner's own, with ``--node-ledger``)."""
-    entries = read_ledger(path)
+    entries = Ledger(path, verify=True).entries if Path(path).exists() else read_ledger(path)
     owners = audit_events(entries, lifetime=True)
-    findings: list[str] = []
+    findings = [f"owner {e['client_id']}: trained without DP in run {e['run_id']}, round "
+                f"{e['round']}: no DP guarantee holds for its data"
+                for e in entries if e["mechanism"] == NONPRIVATE]
     code = _finding_code(owners, findings)
     head = entries[-1]["hash"] if entries else GENESIS
     return AuditResult(str(path), True, len(entries), head, owners, findings, code, entries)

@@ -9,10 +9,11 @@ ledger lives (``--owner-ledgers``, default the run's ``ledgers/``).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
-from client.dataset import partition_indices, train_holdout
+from client.dataset import partition_identity, partition_indices, train_holdout
 from privacy.experiment import ConfigError, ExperimentConfig
 from privacy.policy import DEFAULT_EPSILON_BUDGET, OwnerPolicy
 
@@ -51,10 +52,22 @@ def budgets_text(value) -> str:
 
 def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
                    ledger_dir: Path) -> list[OwnerPolicy]:
-    """Every virtual owner's policy, as its node_config would state it."""
+    """Every virtual owner's policy, as its node_config would state it.
+
+    Reused ledgers must belong to the same split of the data: each simulated owner
+    refuses a ledger of another split, and this says so before anything runs.
+    """
     if budgets and not config.private:
         raise ConfigError("budgets: per-owner budgets need a private run; ε = inf applies to "
                           "the whole run")
+    for i in range(config.num_clients):
+        sidecar = ledger_dir / f"client-{i}.jsonl.partition.json"
+        wanted = partition_identity(config, i, config.num_clients, config.data_path)
+        if sidecar.exists() and json.loads(sidecar.read_text("utf-8")) != wanted:
+            raise ConfigError(f"--owner-ledgers: {ledger_dir} holds the ledgers of another "
+                              "split of the data (dataset, seed, holdout, partition, alpha or "
+                              "num-clients differ); reusing them would not bound each "
+                              "record's lifetime ε: use a new folder")
     policies = []
     for i in range(config.num_clients):
         budget = budgets.get(i, config.epsilon) if config.private else DEFAULT_EPSILON_BUDGET

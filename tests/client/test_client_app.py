@@ -113,12 +113,13 @@ def test_no_dp_needs_the_owners_opt_in(tmp_path):
     assert "trained without DP" in _ledger(tmp_path)[-1]["reason"]
 
 
-def test_delta_too_large_for_the_owner_is_refused_without_its_count(tmp_path):
-    """P6 on the owner's side; the reason names no record count."""
+def test_p6_is_checked_against_the_owners_policy_so_probing_delta_learns_nothing(tmp_path):
+    """P6 on the owner's side: the answer does not move with the proposed delta."""
     node = _node(tmp_path, **{"max-delta": 0.5})
-    refused = _privacy(_call(node, 1, {**RUN, "delta": 0.1}))
-    assert refused["status"] == "refused"
-    assert refused["reason"] == "delta=0.1 is not below 1/(this owner's record count) (P6)"
+    reasons = {_privacy(_call(node, r, {**RUN, "delta": d}))["reason"]
+               for r, d in enumerate((1e-6, 1e-3, 0.1, 0.4), start=1)}
+    assert reasons == {"this owner's max-delta is not below 1/(its record count) (P6); the "
+                       "owner must lower max-delta in its node_config"}
 
 
 def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
@@ -194,3 +195,49 @@ def test_two_runs_on_the_node_ledger_audit_clean(tmp_path, capsys):
     assert "audit: PASS" in out
     lines = [json.loads(x) for x in (tmp_path / "owner-0.jsonl").read_text().splitlines()]
     assert {x["run_id"] for x in lines} == {1, 2}
+
+
+def test_a_ledger_cut_back_or_deleted_is_caught_by_its_pinned_head(tmp_path):
+    node = _node(tmp_path)
+    _call(node, 1)
+    _call(node, 2)
+    path = tmp_path / "owner-0.jsonl"
+    path.write_text(path.read_text().splitlines()[0] + "\n")  # a valid chain, one line short
+    assert _privacy(_call(node, 3))["reason"] == "the owner's ledger is unreadable or broken"
+    path.unlink()
+    assert _privacy(_call(node, 3))["reason"] == "the owner's ledger is unreadable or broken"
+
+
+def test_after_non_private_training_the_owner_refuses_to_claim_a_budget(tmp_path, capsys):
+    from simulations.cli import main
+
+    node = _node(tmp_path, **{"allow-nonprivate": True})
+    assert _privacy(_call(node, 1, {**RUN, "epsilon": math.inf}))["status"] == "nonprivate"
+    later = _privacy(_call(node, 2))
+    assert later["status"] == "refused" and "trained on without DP before" in later["reason"]
+    assert main(["audit", "--node-ledger", str(tmp_path / "owner-0.jsonl")]) == 1
+    assert "trained without DP in run 1, round 1" in capsys.readouterr().out
+
+
+def test_failures_carry_one_fixed_reason_and_are_ledgered(tmp_path):
+    bad = tmp_path / "owner.npz"
+    bad.write_bytes(b"not an npz, maybe a private value 42")
+    node = {"data-path": str(bad), "client-id": 3, "epsilon-budget": 2.0}
+    reply = _privacy(_call(node, 1))
+    assert reply == {"status": "failed", "client_id": 3, "steps": 0,
+                     "reason": "training failed on the owner (the details are in its own log)"}
+    lines = read_ledger(tmp_path / "owner.npz.fedsynth-ledger.jsonl")
+    assert lines[-1]["reason"] == reply["reason"]
+
+
+def test_the_schema_never_comes_from_the_run_config(tmp_path):
+    proposal = {**RUN, "dataset": "csv", "schema-path": "/etc/passwd"}
+    refused = _privacy(_call({"data-path": str(tmp_path / "o.csv")}, 1, proposal))
+    assert refused["reason"] == "this owner's node_config names no schema-path for its CSV"
+
+
+def test_a_simulated_owner_refuses_a_new_split_on_its_old_ledger(tmp_path):
+    node = _node(tmp_path)
+    _call(node, 1)
+    refused = _privacy(_call(node, 2, {**RUN, "seed": 1}))
+    assert refused["status"] == "refused" and "another split of the data" in refused["reason"]

@@ -85,6 +85,15 @@ def test_noise_and_sampling_come_only_from_the_private_generator():
     assert torch.equal(runs[0], runs[1])
 
 
+def test_the_vaes_own_noise_is_private_too():
+    """No draw from torch's global RNG: its state (public, seeded) is the same after training."""
+    model = _model()
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    _train(model, steps=3, sample_rate=0.5)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_entropy_generators_differ():
     a, b = dp_training.entropy_generator(), dp_training.entropy_generator()
     assert a.initial_seed() != b.initial_seed()
