@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fedsynth-installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-faults lint clean
 
 # torch==2.13.0 first: the CPU build on this machine; an unpinned torch would pull CUDA.
 $(STAMP): pyproject.toml
@@ -22,6 +22,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Long fault scenarios with real SuperLink/SuperNode processes (minutes each).
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -q -m faults
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -166,6 +166,23 @@ def _run_finished(run_dir):
     return (run_dir / "report.json").exists()
 
 
+def _restart(fed, i, node_config, timeout=240):
+    """Start owner i again; the SuperLink refuses its key until the dead node's heartbeat
+    expires (2 x 30 s), so try until a SuperNode stays up."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        proc = _supernode(fed, i, node_config=node_config)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            return proc
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its SuperExec too
+        time.sleep(5)
+    raise TimeoutError(f"owner {i} could not rejoin")
+
+
+@pytest.mark.faults
 def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(federation):
     """P3 with real processes: kill owner 0 mid-run, restart it, then run again."""
     from simulations.accounting import recompute_epsilon
@@ -193,7 +210,7 @@ def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(feder
                 240, "owner 0 never trained")
     os.killpg(nodes[0].pid, signal.SIGKILL)
     nodes[0].wait(timeout=30)
-    nodes[0] = _supernode(fed, 0, node_config=node_config(0))
+    nodes[0] = _restart(fed, 0, node_config(0))
     _wait_until(lambda: _run_finished(first), 420, "run 1 did not finish")
     # A second run against the same owners, asking for a fresh 1.5 each.
     second = fed["tmp"] / "run-2"
