@@ -174,7 +174,7 @@ def _history(entries: list[dict]) -> History:
 def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
                          request: Request) -> Message:
     p, cid = request.proposal, policy.client_id
-    if any(e["mechanism"] == NONPRIVATE for e in ledger.entries):
+    if p.private and any(e["mechanism"] == NONPRIVATE for e in ledger.entries):
         raise Refusal("this owner's data was trained on without DP before; no lifetime "
                       "budget can be honoured for it")
     mine = [e for e in ledger.entries if e["mechanism"] == "dp-sgd"]

@@ -101,12 +101,13 @@ def _released(out):
 
 
 def test_nonprivate_baseline_writes_no_privacy_events_and_is_reproducible(tmp_path):
-    out, stdout = _simulate(tmp_path / "a", "--epsilon", "inf", "--rounds", "1")
+    out, stdout = _simulate(tmp_path / "a", "--epsilon", "inf")
     report = json.loads((out / "report.json").read_text())
+    assert [c["rounds_trained"] for c in report["privacy"]["per_client"]] == [2, 2, 2]
     assert report["privacy"]["dp"] is False and report["privacy"]["epsilon_proposed"] is None
     assert not (out / "ledger.jsonl").exists() or (out / "ledger.jsonl").read_text() == ""
     assert "none (ε = ∞)" in stdout
-    again, _ = _simulate(tmp_path / "b", "--epsilon", "inf", "--rounds", "1")
+    again, _ = _simulate(tmp_path / "b", "--epsilon", "inf")
     assert np.allclose(_released(out), _released(again), atol=1e-4)
 
 

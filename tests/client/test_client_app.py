@@ -213,7 +213,8 @@ def test_after_non_private_training_the_owner_refuses_to_claim_a_budget(tmp_path
 
     node = _node(tmp_path, **{"allow-nonprivate": True})
     assert _privacy(_call(node, 1, {**RUN, "epsilon": math.inf}))["status"] == "nonprivate"
-    later = _privacy(_call(node, 2))
+    assert _privacy(_call(node, 2, {**RUN, "epsilon": math.inf}))["status"] == "nonprivate"
+    later = _privacy(_call(node, 3))
     assert later["status"] == "refused" and "trained on without DP before" in later["reason"]
     assert main(["audit", "--node-ledger", str(tmp_path / "owner-0.jsonl")]) == 1
     assert "trained without DP in run 1, round 1" in capsys.readouterr().out
