@@ -58,13 +58,13 @@ class ExperimentConfig:
     """Opacus accountant used for calibration and budget checks."""
     max_grad_norm: float = 1.0
     """Per-sample gradient clipping norm C."""
-    sample_rate: float = 0.5
+    sample_rate: float = 0.25
     """Poisson sampling rate q of every DP step: public, the same for every owner, so it
     reveals nothing of an owner's record count."""
     batch_size: int = 64
     """Public size that divides the summed clipped gradients, the GAN's fixed number of
     fakes per step, and the non-private baseline's batch."""
-    learning_rate: float = 0.3
+    learning_rate: float = 0.6
     """Local learning rate (of clipped gradients, hence large for SGD)."""
     optimizer: str = "sgd"
     """Local optimizer: sgd (the DP recipe) or adam."""
