@@ -167,8 +167,10 @@ def _run_finished(run_dir):
 
 
 def _restart(fed, i, node_config, timeout=240):
-    """Start owner i again; the SuperLink refuses its key until the dead node's heartbeat
-    expires (2 x 30 s), so try until a SuperNode stays up."""
+    """Start owner i again, trying until a SuperNode stays up.
+
+    The SuperLink refuses the key until the dead node's heartbeat expires (2 x 30 s).
+    """
     deadline = time.time() + timeout
     while time.time() < deadline:
         proc = _supernode(fed, i, node_config=node_config)
