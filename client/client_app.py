@@ -48,6 +48,9 @@ WARNING = 30  # logging.WARNING, for Flower's logger
 # One reason for every failure, whatever its cause: which exception a data file raises
 # can say something about the data. The details go to the owner's own log only.
 FAILED = "training failed on the owner (the details are in its own log)"
+# The public range of a global model's weights an owner trains on: crafted weights far
+# outside it could turn one record's gradient into inf and the reply into a detector.
+WEIGHT_BOUND = 1e4
 
 
 @app.train()
@@ -82,9 +85,12 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
         return _reply(msg, None, None, {"status": "failed",
                                         "reason": "the owner's node_config is invalid"})
     cid = policy.client_id
+    server_round = _server_round(msg)
+    if server_round is None:  # nothing a ledger line could name: refused, not recorded
+        return _reply(msg, None, None, {"status": "refused", "client_id": cid, "steps": 0,
+                                        "reason": "the message has no valid server-round"})
     try:
         with locked(policy.ledger_path) as ledger:
-            server_round = int(msg.content["config"]["server-round"])
             try:
                 proposal = ExperimentConfig.parse(run_config, "run_config")
             except ConfigError as err:
@@ -109,6 +115,22 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
                                         "reason": "the owner's ledger is unreadable or broken"})
 
 
+def _server_round(msg: Message) -> int | None:
+    """The message's round, when it is an integer in 1..10^9; None otherwise."""
+    try:
+        value = msg.content["config"]["server-round"]
+    except (KeyError, TypeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
+        return None
+    return value
+
+
+def _global_weights_in_range(model: torch.nn.Module) -> bool:
+    return all(torch.isfinite(t).all() and t.abs().max() <= WEIGHT_BOUND
+               for t in model.state_dict().values() if t.numel())
+
+
 def _refuse(msg: Message, ledger: Ledger, cid: int, run_id: int, server_round: int,
             refusal: Refusal) -> Message:
     reason = str(refusal)
@@ -125,13 +147,11 @@ def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):
     Returns the records and the data spec. The schema comes from the owner's node
     config (or ships with a built-in dataset), never from the run config.
     """
+    if policy.partition_id is None:
+        return _own_file(policy, proposal)
     if proposal.dataset == "csv" and not policy.schema_path:
         raise Refusal("this owner's node_config names no schema-path for its CSV")
     spec, codec = resolve(proposal.dataset, policy.schema_path)
-    if policy.partition_id is None:
-        if not policy.data_path:
-            raise Refusal("this owner's node_config names no data-path")
-        return load_owner_file(policy.data_path, spec, codec), spec
     identity = partition_identity(proposal, policy.partition_id, policy.num_partitions,
                                   policy.data_path)
     _hold_to_partition(ledger, identity)
@@ -149,6 +169,24 @@ def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):
     if proposal.canaries and policy.partition_id == 0:  # the canary audit's owner
         data = with_canaries(data, spec, proposal.canaries, proposal.seed)
     return data, spec
+
+
+def _own_file(policy: OwnerPolicy, proposal: ExperimentConfig):
+    """A deployed owner's file, read by what its own node_config says it holds.
+
+    A table is read with the owner's own schema, whatever dataset the proposal names
+    (a built-in dataset's schema applied to the owner's rows would make success or
+    failure a free answer about them); images are read as the public digits spec.
+    """
+    if not policy.data_path:
+        raise Refusal("this owner's node_config names no data-path")
+    holds_table = bool(policy.schema_path)
+    if holds_table == (proposal.dataset == "digits"):
+        holds = "a table (schema-path)" if holds_table else "images (no schema-path)"
+        raise Refusal(f"this owner holds {holds}; the proposal asks for dataset "
+                      f"{proposal.dataset!r}")
+    spec, codec = resolve("csv", policy.schema_path) if holds_table else resolve("digits")
+    return load_owner_file(policy.data_path, spec, codec), spec
 
 
 def _hold_to_partition(ledger: Ledger, identity: dict) -> None:
@@ -196,6 +234,8 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
                       "the owner must lower max-delta in its node_config")
     model = build_model(p.model, spec, hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    if not _global_weights_in_range(model):
+        raise Refusal(f"the global model's weights are not finite or outside ±{WEIGHT_BOUND:g}")
     # Public randomness only (the VAE's reparameterisation, the GAN's fake labels);
     # DP noise and sampling draw from OS entropy inside the trainers.
     torch.manual_seed(p.seed * 1_000_003 + request.server_round * 1009 + cid)

@@ -55,6 +55,22 @@ def _tensors(data: LabelledData) -> TensorDataset:
     return TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y))
 
 
+class FiniteDPOptimizer(DPOptimizer):
+    """Opacus's DPOptimizer, with non-finite per-sample gradient entries set to zero first.
+
+    A crafted global model can make one record's gradient inf or NaN; Opacus's clip
+    factor would then turn the whole noisy sum into NaN, a yes/no answer about the
+    batch that no noise hides. Zeroing those entries is a function of the record
+    alone, and clipping after it keeps the step's sensitivity at C.
+    """
+
+    def clip_and_accumulate(self):
+        """Zero the non-finite entries of every per-sample gradient, then clip and sum."""
+        for grad_sample in self.grad_samples:
+            torch.nan_to_num_(grad_sample, nan=0.0, posinf=0.0, neginf=0.0)
+        super().clip_and_accumulate()
+
+
 def entropy_generator() -> torch.Generator:
     """A generator seeded from the operating system's entropy, never from configuration.
 
@@ -95,7 +111,7 @@ def privatized(
     watcher = create_accountant(mechanism=accountant)
     private = GradSampleModule(module, batch_first=True, loss_reduction="mean")
     private.forbid_grad_accumulation()  # Poisson sampling: one batch, one step
-    dp_optimizer = DPOptimizer(
+    dp_optimizer = FiniteDPOptimizer(
         optimizer,
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,

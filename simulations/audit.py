@@ -203,7 +203,11 @@ def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None) -> A
     folder = Path(owner_ledgers) if owner_ledgers is not None else run_dir / "ledgers"
     for own in sorted(folder.glob("client-*.jsonl")):
         cid = int(own.stem.removeprefix("client-"))
-        findings += compare_owner_ledger(entries, read_ledger(own), cid, run_ids)
+        mine = read_ledger(own)
+        findings += compare_owner_ledger(entries, mine, cid, run_ids)
+        findings += [f"owner {cid}: trained without DP in this run, round {e['round']} (its "
+                     "own ledger says so)" for e in mine
+                     if e["mechanism"] == NONPRIVATE and e["run_id"] in run_ids]
     if report is not None:
         reported = {c["client_id"]: c["epsilon"] for c in report["privacy"]["per_client"]}
         for o in owners:

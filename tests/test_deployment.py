@@ -112,7 +112,9 @@ def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
         assert reg.returncode == 0 and "registered successfully" in reg.stdout, reg.stdout
         own = fed["tmp"] / f"owner-{i}.{suffix}"
         ledger = fed["tmp"] / f"owner-{i}-ledger.jsonl"
-        _supernode(fed, i, node_config=f'data-path="{own}" schema-path="{schema}" '
+        # An owner of a table names its own schema; an owner of images names none.
+        table = f'schema-path="{schema}" ' if suffix == "csv" else ""
+        _supernode(fed, i, node_config=f'data-path="{own}" {table}'
                                        f'client-id={i} ledger-path="{ledger}" '
                                        'epsilon-budget=8.0')
     run_dir = fed["tmp"] / "run"

@@ -20,8 +20,8 @@ from simulations.accounting import recompute_epsilon
 RUN = ExperimentConfig(num_clients=3, rounds=3, hidden_dim=16, latent_dim=2).to_run_config()
 
 
-def _message(server_round: int) -> Message:
-    model = build_model("vae", DIGITS, hidden_dim=16, latent_dim=2)
+def _message(server_round: int, spec=DIGITS) -> Message:
+    model = build_model("vae", spec, hidden_dim=16, latent_dim=2)
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
                           "config": ConfigRecord({"server-round": server_round})})
     return Message(content=content, dst_node_id=7, message_type=MessageType.TRAIN)
@@ -234,7 +234,54 @@ def test_failures_carry_one_fixed_reason_and_are_ledgered(tmp_path):
 def test_the_schema_never_comes_from_the_run_config(tmp_path):
     proposal = {**RUN, "dataset": "csv", "schema-path": "/etc/passwd"}
     refused = _privacy(_call({"data-path": str(tmp_path / "o.csv")}, 1, proposal))
-    assert refused["reason"] == "this owner's node_config names no schema-path for its CSV"
+    assert refused["reason"] == ("this owner holds images (no schema-path); the proposal "
+                                 "asks for dataset 'csv'")
+
+
+def test_a_table_owner_reads_its_rows_with_its_own_schema_whatever_the_proposal(tmp_path):
+    """A built-in schema swapped in by the proposal would make failure a free oracle."""
+    from client.dataset import sklearn_table
+    from genai_models.data_spec import SCHEMA_DIR
+
+    rows = tmp_path / "o.csv"
+    sklearn_table("wine").to_csv(rows, index=False)
+    node = {"data-path": str(rows), "schema-path": str(SCHEMA_DIR / "wine.toml"),
+            "epsilon-budget": 4.0, "max-delta": 1e-3}
+    from genai_models import resolve
+
+    run = {**RUN, "dataset": "breast-cancer", "delta": 1e-3}
+    context = Context(run_id=1, node_id=7, node_config=node, state=RecordDict(), run_config={})
+    # The breast-cancer model does not fit the owner's own (wine) schema: it fails the
+    # same way whatever its rows hold.
+    failed = _privacy(train_round(_message(1, resolve("breast-cancer")[0]), context, run, node))
+    assert failed["status"] == "failed"
+    trained = _privacy(train_round(_message(2, resolve("wine")[0]), context,
+                                   {**run, "dataset": "wine"}, node))
+    assert trained["status"].startswith("trained")
+
+
+def test_crafted_global_weights_are_refused_and_nan_gradients_cannot_signal(tmp_path):
+    """A detector built from huge weights: the owner refuses it before touching data."""
+    node = _node(tmp_path)
+    msg = _message(1)
+    arrays = msg.content["arrays"].to_torch_state_dict()
+    arrays["to_stats.bias"][0] = 3e38
+    msg.content["arrays"] = ArrayRecord(arrays)
+    context = Context(run_id=1, node_id=7, node_config=node, state=RecordDict(),
+                      run_config={})
+    refused = _privacy(train_round(msg, context, RUN, node))
+    assert refused["reason"] == "the global model's weights are not finite or outside ±10000"
+
+
+def test_a_message_without_a_valid_round_cannot_brick_the_ledger(tmp_path):
+    node = _node(tmp_path)
+    for bad in (0, -3, True):
+        msg = _message(1)
+        msg.content["config"] = ConfigRecord({"server-round": bad})
+        context = Context(run_id=1, node_id=7, node_config=node, state=RecordDict(),
+                          run_config={})
+        assert _privacy(train_round(msg, context, RUN, node))["status"] == "refused"
+    assert _privacy(_call(node, 1))["status"].startswith("trained")
 
 
 def test_a_simulated_owner_refuses_a_new_split_on_its_old_ledger(tmp_path):

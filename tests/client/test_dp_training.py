@@ -120,3 +120,21 @@ def test_per_sample_gradients_are_clipped_to_the_norm():
     opt.pre_step()
     total = torch.cat([p.grad.flatten() for p in private.parameters()]).norm()
     assert total <= 0.01 + 1e-6
+
+
+def test_a_non_finite_per_sample_gradient_is_zeroed_before_clipping():
+    """One record's inf must not turn the noisy sum into NaN (a detector for that record)."""
+    from opacus import GradSampleModule
+
+    model = _model()
+    private = GradSampleModule(model, loss_reduction="mean")
+    opt = dp_training.FiniteDPOptimizer(torch.optim.SGD(private.parameters(), lr=1.0),
+                                        noise_multiplier=0.0, max_grad_norm=1.0,
+                                        expected_batch_size=1)
+    data = _data(n=4)
+    private(torch.from_numpy(data.x), torch.from_numpy(data.y)).mean().backward()
+    first = next(private.parameters())
+    first.grad_sample[0].fill_(float("inf"))
+    opt.pre_step()
+    total = torch.cat([p.summed_grad.flatten() for p in private.parameters()])
+    assert torch.isfinite(total).all() and total.norm() <= 4.0 + 1e-5
