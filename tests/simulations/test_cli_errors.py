@@ -99,3 +99,13 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
 def test_defaults_match_the_flower_app_config():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["tool"]["flwr"]["app"]["config"] == ExperimentConfig().to_run_config()
+
+
+def test_owner_ledgers_of_another_split_are_refused_before_anything_runs(tmp_path, capsys):
+    ledgers = tmp_path / "owners"
+    ledgers.mkdir()
+    (ledgers / "client-0.jsonl.partition.json").write_text('{"dataset": "digits", "seed": 5}')
+    code = main(["simulate", "--owner-ledgers", str(ledgers), "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "holds the ledgers of another split of the data" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
