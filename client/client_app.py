@@ -25,7 +25,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 
-from client.dataset import load_owner_file, load_partition, partition_identity, with_canaries
+from client.dataset import (
+    load_owner_file,
+    load_partition,
+    partition_identity,
+    partition_pin,
+    with_canaries,
+)
 from client.dp_training import train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
 from genai_models import build_model, resolve
@@ -195,7 +201,7 @@ def _hold_to_partition(ledger: Ledger, identity: dict) -> None:
     Another split (seed, holdout, alpha, ...) would put other records in this
     partition and their spend in a ledger that never saw them: refused.
     """
-    path = ledger.path.with_name(ledger.path.name + ".partition.json")
+    path = partition_pin(ledger.path)
     if not path.exists():
         write_text(path, json.dumps(identity, sort_keys=True) + "\n")
         return
@@ -204,9 +210,8 @@ def _hold_to_partition(ledger: Ledger, identity: dict) -> None:
                       f"(see {path.name}); a new split needs new ledgers")
 
 
-def _history(entries: list[dict]) -> History:
-    return [(e["noise_multiplier"], e["sample_rate"], e["steps"])
-            for e in entries if e["mechanism"] == "dp-sgd"]
+def _history(spends: list[dict]) -> History:
+    return [(e["noise_multiplier"], e["sample_rate"], e["steps"]) for e in spends]
 
 
 def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,

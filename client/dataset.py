@@ -142,6 +142,12 @@ def partition_identity(experiment, partition_id: int, num_partitions: int,
     }
 
 
+def partition_pin(ledger_path: str | Path) -> Path:
+    """Where a simulated owner's ledger records the identity of its partition."""
+    ledger_path = Path(ledger_path)
+    return ledger_path.with_name(ledger_path.name + ".partition.json")
+
+
 def load_partition(
     name: str,
     partition_id: int,

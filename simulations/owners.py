@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from client.dataset import partition_identity, partition_indices, train_holdout
+from client.dataset import partition_identity, partition_indices, partition_pin, train_holdout
 from privacy.experiment import ConfigError, ExperimentConfig
 from privacy.policy import DEFAULT_EPSILON_BUDGET, OwnerPolicy
 
@@ -61,7 +61,7 @@ def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
         raise ConfigError("budgets: per-owner budgets need a private run; ε = inf applies to "
                           "the whole run")
     for i in range(config.num_clients):
-        sidecar = ledger_dir / f"client-{i}.jsonl.partition.json"
+        sidecar = partition_pin(ledger_dir / f"client-{i}.jsonl")
         wanted = partition_identity(config, i, config.num_clients, config.data_path)
         if sidecar.exists() and json.loads(sidecar.read_text("utf-8")) != wanted:
             raise ConfigError(f"--owner-ledgers: {ledger_dir} holds the ledgers of another "
