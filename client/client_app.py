@@ -9,9 +9,11 @@ restarts, new runs and concurrent messages can never reset or double-spend a
 budget (P3, P4, P10), and a broken ledger stops the owner (fail closed).
 
 What leaves the owner: the DP-trained weights, its privacy event (public
-mechanism parameters) and a status with a reason from a fixed vocabulary. No
-record count, no loss under DP, no data value; the details of a failure stay in
-the owner's own log.
+mechanism parameters) and a status with a reason from a fixed vocabulary, the
+event being the owner's ledger line exactly as written and signed with the
+owner's key (so the coordinator can embed it but not alter it). No record count,
+no loss under DP, no data value; the details of a failure stay in the owner's
+own log.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ from privacy.accountant import (
 )
 from privacy.atomic import write_text
 from privacy.experiment import ConfigError, ExperimentConfig
-from privacy.ledger import NONPRIVATE, REFUSAL, Ledger, LedgerBroken, locked
+from privacy.ledger import NONPRIVATE, REFUSAL, Ledger, LedgerBroken, canonical, locked
 from privacy.policy import OwnerPolicy
+from privacy.signing import Signer, SigningKeyError, public_text
 
 app = ClientApp()
 
@@ -93,10 +96,16 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
     cid = policy.client_id
     server_round = _server_round(msg)
     if server_round is None:  # nothing a ledger line could name: refused, not recorded
-        return _reply(msg, None, None, {"status": "refused", "client_id": cid, "steps": 0,
+        return _reply(msg, None, None, {"status": "refused", "client_id": cid,
                                         "reason": "the message has no valid server-round"})
     try:
-        with locked(policy.ledger_path) as ledger:
+        signer = Signer.load_or_create(policy.signing_key)
+    except (SigningKeyError, OSError) as err:
+        log(WARNING, "fedsynth owner %s: cannot sign: %s", cid, err)
+        return _reply(msg, None, None, {"status": "failed", "client_id": cid,
+                                        "reason": "the owner's signing key is unreadable"})
+    try:
+        with locked(policy.ledger_path, signer) as ledger:
             try:
                 proposal = ExperimentConfig.parse(run_config, "run_config")
             except ConfigError as err:
@@ -141,10 +150,16 @@ def _refuse(msg: Message, ledger: Ledger, cid: int, run_id: int, server_round: i
             refusal: Refusal) -> Message:
     reason = str(refusal)
     log(WARNING, "fedsynth owner %s: round %s: %s", cid, server_round, reason)
-    ledger.append({"round": server_round, "client_id": cid, "run_id": run_id,
-                   "mechanism": REFUSAL, "reason": reason})
-    return _reply(msg, None, None, {"status": refusal.status, "client_id": cid,
-                                    "reason": reason, "steps": 0})
+    entry = ledger.append({"round": server_round, "client_id": cid, "run_id": run_id,
+                           "mechanism": REFUSAL, "reason": reason})
+    return _reply(msg, None, None, _signed(refusal.status, entry, ledger))
+
+
+def _signed(status: str, entry: dict, ledger: Ledger) -> dict:
+    """A reply's privacy record: the status, the owner's signed ledger line verbatim, its key."""
+    public = public_text(ledger.signer.key.public_key()).decode("ascii").strip()
+    return {"status": status, "client_id": entry["client_id"], "entry": canonical(entry),
+            "public_key": public}
 
 
 def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):
@@ -251,13 +266,13 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
             model, data, epochs=p.local_epochs, batch_size=p.batch_size,
             learning_rate=p.learning_rate, max_norm=p.max_grad_norm, optimizer=p.optimizer,
         )
-        ledger.append({"round": request.server_round, "client_id": cid,
-                       "run_id": request.run_id, "mechanism": NONPRIVATE,
-                       "reason": "trained without DP (epsilon=inf proposed; the owner's "
-                                 "policy allows it): no DP guarantee holds for this data"})
+        entry = ledger.append({"round": request.server_round, "client_id": cid,
+                               "run_id": request.run_id, "mechanism": NONPRIVATE,
+                               "reason": "trained without DP (epsilon=inf proposed; the "
+                                         "owner's policy allows it): no DP guarantee holds "
+                                         "for this data"})
         loss = outcome.mean_loss if math.isfinite(outcome.mean_loss) else 0.0
-        return _reply(msg, model, {"train-loss": loss},
-                      {"status": "nonprivate", "client_id": cid, "steps": outcome.steps})
+        return _reply(msg, model, {"train-loss": loss}, _signed("nonprivate", entry, ledger))
 
     budget, delta, q, acc = policy.epsilon_budget, p.delta, p.sample_rate, p.accountant
     lifetime, run = _history(mine), _history(this_run)
@@ -301,8 +316,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     run.append(new)
     # Exhausted when not even one more step of this kind would fit.
     status = "trained" if fitting(1) else "trained-exhausted"
-    body = {k: v for k, v in event.items() if k not in ("prev_hash", "hash")}
-    return _reply(msg, model, {}, {"status": status, **body})
+    return _reply(msg, model, {}, _signed(status, event, ledger))
 
 
 def _calibrate(lifetime: History, policy: OwnerPolicy, p: ExperimentConfig) -> float:

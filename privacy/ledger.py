@@ -12,6 +12,13 @@ for its data any more). An owner's ledger is its truth: :func:`read_ledger` veri
 every line, :func:`locked` serialises the read-train-append of one owner so two
 messages can never both spend, and a pinned head beside the file (``PATH.head``)
 catches a ledger that was cut back, replaced or deleted.
+
+An owner signs every line it appends (:mod:`privacy.signing`: ``key_id`` inside the
+hashed body, ``signature`` of the ``hash`` beside it). The coordinator's ledger
+embeds each signed line it received verbatim (``owner_entry``), next to its
+``verdict`` on the reply (``accepted``, ``recorded`` for a refusal or failure,
+``rejected`` with a ``rejection``), so neither side can drop or alter the other's
+record without the audit noticing.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from privacy.atomic import write_text
+from privacy.signing import Signer
 
 GENESIS = "0" * 64
 SPEND_MECHANISMS = ("dp-sgd", "gaussian-aggregate")
@@ -50,6 +58,8 @@ EVENT_FIELDS = (
     "epsilon_budget",
 )
 REFUSAL_FIELDS = ("round", "client_id", "run_id", "mechanism", "reason")
+VERDICTS = ("accepted", "recorded", "rejected")
+UNHASHED = ("hash", "signature")
 
 
 class LedgerBroken(Exception):
@@ -62,8 +72,8 @@ def canonical(entry: dict) -> str:
 
 
 def entry_hash(entry: dict) -> str:
-    """sha256 of the canonical JSON of ``entry`` without its ``hash`` field."""
-    body = {k: v for k, v in entry.items() if k != "hash"}
+    """sha256 of the canonical JSON of ``entry`` without its ``hash`` and ``signature``."""
+    body = {k: v for k, v in entry.items() if k not in UNHASHED}
     return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
@@ -72,11 +82,18 @@ def is_spend(entry: dict) -> bool:
     return entry.get("mechanism") in SPEND_MECHANISMS
 
 
-def _check_entry(path: Path, n: int, e: dict) -> None:
-    """Field types and ranges of one line (``n`` is 1-based)."""
+def check_entry(path: Path | str, n: int, e: dict) -> None:
+    """Field types and ranges of one line (``n`` is 1-based); LedgerBroken names the bad one."""
 
     def bad(why: str):
         raise LedgerBroken(f"{path}: line {n}: {why}")
+
+    for key, kind in (("verdict", str), ("rejection", str), ("owner_entry", dict),
+                      ("key_id", str), ("signature", str), ("node_id", int)):
+        if key in e and not isinstance(e[key], kind):
+            bad(f"{key}={e[key]!r} has the wrong type")
+    if "verdict" in e and e["verdict"] not in VERDICTS:
+        bad(f"verdict={e['verdict']!r}; expected one of {', '.join(VERDICTS)}")
 
     mechanism = e.get("mechanism")
     if mechanism not in (*SPEND_MECHANISMS, REFUSAL, NONPRIVATE):
@@ -94,7 +111,8 @@ def _check_entry(path: Path, n: int, e: dict) -> None:
 
     number("round", 1, integer=True)
     if mechanism in (REFUSAL, NONPRIVATE):
-        number("client_id", 0, integer=True)
+        if not (mechanism == REFUSAL and e["client_id"] is None and "verdict" in e):
+            number("client_id", 0, integer=True)  # the coordinator may not know who sent it
         if not isinstance(e["reason"], str) or not e["reason"]:
             bad("a refusal needs a reason")
         return
@@ -134,7 +152,7 @@ def read_ledger(path: str | Path) -> list[dict]:
             raise LedgerBroken(f"{path}: line {n}: not a JSON object") from None
         if not isinstance(e, dict):
             raise LedgerBroken(f"{path}: line {n}: not a JSON object")
-        _check_entry(path, n, e)
+        check_entry(path, n, e)
         if e["hash"] != entry_hash(e):
             raise LedgerBroken(f"{path}: line {n}: hash does not match the line's content "
                                "(the line was altered)")
@@ -162,8 +180,9 @@ class Ledger:
     raises :class:`LedgerBroken`, and the caller fails closed.
     """
 
-    def __init__(self, path: str | Path, *, verify: bool = False):
+    def __init__(self, path: str | Path, *, verify: bool = False, signer: Signer | None = None):
         self.path = Path(path)
+        self.signer = signer
         self.pin = self.path.with_name(self.path.name + ".head") if verify else None
         self.entries: list[dict] = []
         self.head = GENESIS
@@ -175,6 +194,12 @@ class Ledger:
             self.entries = [json.loads(x) for x in self.path.read_text("utf-8").splitlines()]
         if self.entries:
             self.head = self.entries[-1]["hash"]
+        if signer is not None:
+            for n, e in enumerate(self.entries, start=1):
+                if e.get("key_id") != signer.key_id:
+                    raise LedgerBroken(f"{self.path}: line {n} is signed by key "
+                                       f"{e.get('key_id')}, not this owner's key "
+                                       f"{signer.key_id} (the signing key was replaced)")
 
     def _check_pin(self) -> None:
         if not self.pin.exists():
@@ -192,9 +217,13 @@ class Ledger:
                                "back or replaced)")
 
     def append(self, event: dict) -> dict:
-        """Chain ``event`` after the current head, write it, and return the full entry."""
+        """Chain ``event`` after the current head (signed, with a signer), write it, return it."""
         entry = {**event, "prev_hash": self.head}
+        if self.signer is not None:
+            entry["key_id"] = self.signer.key_id
         entry["hash"] = entry_hash(entry)
+        if self.signer is not None:
+            entry["signature"] = self.signer.sign(entry["hash"])
         lines = [canonical(e) for e in self.entries] + [canonical(entry)]
         write_text(self.path, "\n".join(lines) + "\n")
         self.entries.append(entry)
@@ -205,7 +234,7 @@ class Ledger:
 
 
 @contextlib.contextmanager
-def locked(path: str | Path) -> Iterator[Ledger]:
+def locked(path: str | Path, signer: Signer | None = None) -> Iterator[Ledger]:
     """Hold an exclusive lock on ``path`` (through ``PATH.lock``) and yield the verified ledger.
 
     Everything that reads the history and appends a spend happens inside one lock, so
@@ -216,6 +245,6 @@ def locked(path: str | Path) -> Iterator[Ledger]:
     with open(path.with_name(path.name + ".lock"), "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
-            yield Ledger(path, verify=True)
+            yield Ledger(path, verify=True, signer=signer)
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -32,6 +32,7 @@ NODE_KEYS = {
     "ledger-path": "str",
     "data-path": "str",
     "schema-path": "str",
+    "signing-key": "str",
 }
 
 
@@ -58,6 +59,8 @@ class OwnerPolicy:
     """The owner's data file; empty for a simulated owner of a built-in dataset."""
     schema_path: str
     """The public schema of the owner's table (empty: the run's, or a built-in dataset's)."""
+    signing_key: str
+    """The owner's Ed25519 key that signs every ledger line it sends (made on first use)."""
     partition_id: int | None
     """In simulation: which partition of the data this virtual owner holds."""
     num_partitions: int | None
@@ -84,6 +87,7 @@ class OwnerPolicy:
                                                             + ".fedsynth-ledger.jsonl"))
             else:
                 ledger_path = str(fedsynth_home() / "ledgers" / f"partition-{client_id}.jsonl")
+        signing_key = values.get("signing-key") or str(Path(ledger_path).with_suffix(".key"))
         policy = cls(
             client_id=client_id,
             epsilon_budget=values.get("epsilon-budget", DEFAULT_EPSILON_BUDGET),
@@ -92,6 +96,7 @@ class OwnerPolicy:
             ledger_path=str(Path(ledger_path).expanduser().resolve()),
             data_path=str(Path(data_path).expanduser().resolve()) if data_path else "",
             schema_path=values.get("schema-path", ""),
+            signing_key=str(Path(signing_key).expanduser().resolve()),
             partition_id=partition_id,
             num_partitions=num_partitions,
         )
@@ -120,6 +125,7 @@ class OwnerPolicy:
             "ledger-path": self.ledger_path,
             "data-path": self.data_path,
             "schema-path": self.schema_path,
+            "signing-key": self.signing_key,
         }
         if self.partition_id is not None:
             node |= {"partition-id": self.partition_id, "num-partitions": self.num_partitions}

@@ -1,103 +1,101 @@
-"""Client-level DP (DP-FedAvg) with Flower's own strategy wrappers, and its accounting.
+"""Owner-level DP (DP-FedAvg, McMahan et al. 2018): sampled owners, clipped updates, noised sum.
 
-The wrappers clip each owner's whole update (all networks in one ArrayRecord, so
-one vector) and add Gaussian noise to the average. The neighbouring relation is
-"add or remove one owner's entire contribution". Aggregation is uniform (FedAvg
-weighted by a constant), as the wrappers' noise scale assumes. Every owner that
-can still train is selected each round (no sampling amplification), so one round
-is one Gaussian release; when fewer owners' updates are averaged than the noise
-was scaled for, the effective noise multiplier is smaller and is accounted as such.
+Neighbouring relation: add or remove one owner's entire contribution. Each round,
+every owner that can still train is selected independently with probability
+``q = fraction`` (Poisson sampling; the coin is the coordinator's, from OS entropy);
+each update (all networks as one vector) is clipped to C with Flower's
+``compute_clip_model_update``; the clipped updates are summed and divided by the
+*fixed* expected count ``q * num_clients``, and Gaussian noise of std ``z C / (q N)``
+is added. Adding or removing one owner moves the sum by at most C whoever replies,
+so every round is one Poisson-subsampled Gaussian mechanism with multiplier ``z``
+and rate ``q``, composed over rounds (Opacus's RDP accountant; the audit recomputes
+with dp-accounting). The round is released even when no owner was sampled or
+replied, so the number of participants never shows in the model.
+
+Why not Flower's ``DifferentialPrivacyServerSide*`` wrappers: they average over the
+owners who replied (sensitivity 2C/(m+1) under add/remove, not C/m), sample a
+fixed number of owners (no Poisson amplification), draw noise from NumPy's global
+generator, and the adaptive one noises with the clip after its update rather than
+the one it used. Adaptive clipping is therefore not offered.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from flwr.serverapp.strategy import (
-    DifferentialPrivacyServerSideAdaptiveClipping,
-    DifferentialPrivacyServerSideFixedClipping,
-    FedAvg,
-    Strategy,
-)
-from flwr.supercore.privacy_accounting import (
-    GaussianPrivacyEvent,
-    NeighboringRelation,
-    PrivacyConfig,
-    SamplingMethod,
-)
-from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+import numpy as np
+from flwr.app import Array, ArrayRecord, Message
+from flwr.supercore.differential_privacy import compute_clip_model_update
 
+from privacy.accountant import epsilon_of
 from privacy.experiment import ExperimentConfig
 
 
 @dataclass(frozen=True)
 class ClientDpSettings:
-    """User-level DP of the federation."""
+    """Owner-level DP of the federation."""
 
-    mode: str
     noise_multiplier: float
     clip: float
     delta: float
+    fraction: float
     num_clients: int
 
     @classmethod
-    def from_experiment(cls, config: ExperimentConfig) -> ClientDpSettings:
-        """The client-level DP keys of a validated experiment."""
-        return cls(mode=config.client_dp, noise_multiplier=config.client_noise,
-                   clip=config.client_clip, delta=config.client_delta,
+    def from_experiment(cls, config: ExperimentConfig) -> ClientDpSettings | None:
+        """The owner-level DP of a validated experiment, or None when it has none."""
+        if config.client_dp == "none":
+            return None
+        return cls(noise_multiplier=config.client_noise, clip=config.client_clip,
+                   delta=config.client_delta, fraction=config.fraction,
                    num_clients=config.num_clients)
 
-
-def wrap(strategy: FedAvg, dp: ClientDpSettings) -> Strategy:
-    """Wrap ``strategy`` in Flower's server-side clipping wrapper for ``dp.mode``."""
-    if dp.mode == "fixed":
-        return DifferentialPrivacyServerSideFixedClipping(
-            strategy, dp.noise_multiplier, dp.clip, dp.num_clients
-        )
-    if dp.mode == "adaptive":
-        return DifferentialPrivacyServerSideAdaptiveClipping(
-            strategy, dp.noise_multiplier, dp.num_clients, initial_clipping_norm=dp.clip
-        )
-    return strategy
+    @property
+    def denominator(self) -> float:
+        """The fixed divisor of the sum: the expected number of sampled owners."""
+        return self.fraction * self.num_clients
 
 
-def effective_noise_multiplier(wrapper: Strategy, averaged: int) -> float:
-    """The noise multiplier of this round's release when ``averaged`` updates were averaged.
-
-    The wrappers scale noise for ``num_sampled_clients``; a smaller average has a
-    larger sensitivity (clip / averaged). With adaptive clipping, the noisy clipped
-    count is a second Gaussian release whose (Andrew et al. 2021) composition with
-    the update's gives the user's multiplier when every sampled owner replied.
-    """
-    scale = averaged / wrapper.num_sampled_clients
-    update = wrapper.noise_multiplier * scale
-    if isinstance(wrapper, DifferentialPrivacyServerSideAdaptiveClipping):
-        count_sigma = 2 * wrapper.clipped_count_stddev
-        return (update**-2 + count_sigma**-2) ** -0.5
-    return update
-
-
-class ClientLevelAccountant:
-    """Flower's RDP accountant for the federation's user-level releases."""
+class ClientLevelGaussian:
+    """Clip, sum, divide by a fixed count, add secret Gaussian noise; account each release."""
 
     def __init__(self, dp: ClientDpSettings):
-        self.delta = dp.delta
-        self._acc = RdpAccountant(
-            PrivacyConfig(
-                target_delta=dp.delta,
-                population_size=dp.num_clients,
-                neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                sampling_method=SamplingMethod.NO_AMPLIFICATION,
-            )
-        )
+        self.dp = dp
+        self.rounds = 0
+        self._rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
 
-    def compose(self, noise_multiplier: float, participants: int) -> float:
-        """Add one round's release; return the cumulative epsilon."""
-        self._acc.compose(
-            GaussianPrivacyEvent(
-                noise_multiplier=noise_multiplier,
-                sample_size=participants,
-                population_size=self._acc.config.population_size,
-            )
-        )
-        return float(self._acc.get_epsilon(self.delta))
+    def aggregate(self, current: ArrayRecord, replies: list[Message]) -> ArrayRecord:
+        """The next global model from the accepted replies (possibly none)."""
+        base = current.to_numpy_ndarrays()
+        total = [np.zeros_like(a, dtype=np.float64) for a in base]
+        for reply in replies:
+            update = reply.content["arrays"].to_numpy_ndarrays()
+            compute_clip_model_update(update, base, self.dp.clip)  # update := base + clip
+            for t, u, b in zip(total, update, base, strict=True):
+                t += np.asarray(u, dtype=np.float64) - b
+        std = self.dp.noise_multiplier * self.dp.clip / self.dp.denominator
+        new = [
+            (b + t / self.dp.denominator + self._rng.normal(0.0, std, b.shape)).astype(b.dtype)
+            for b, t in zip(base, total, strict=True)
+        ]
+        self.rounds += 1
+        return ArrayRecord(dict(zip(current.keys(), (Array(a) for a in new), strict=True)))
+
+    @property
+    def epsilon(self) -> float:
+        """The owner-level epsilon of every release so far."""
+        history = [(self.dp.noise_multiplier, self.dp.fraction, self.rounds)]
+        return epsilon_of(history, accountant="rdp", delta=self.dp.delta)
+
+    def ledger_event(self, server_round: int, run_id: int) -> dict:
+        """The ``gaussian-aggregate`` line of one release (the audit recomputes it)."""
+        eps = self.epsilon
+        return {
+            "round": server_round, "client_id": None, "run_id": run_id,
+            "mechanism": "gaussian-aggregate", "noise_multiplier": self.dp.noise_multiplier,
+            "sample_rate": self.dp.fraction, "steps": 1, "max_grad_norm": self.dp.clip,
+            "delta": self.dp.delta, "accountant": "rdp", "epsilon": eps,
+            "lifetime_epsilon": eps, "epsilon_budget": None,
+        }
+

@@ -1,23 +1,24 @@
 """The Flower ServerApp: sample owners, validate and aggregate their updates, keep the ledger.
 
-Flower's Message-API ``FedAvgM`` (server momentum; plain FedAvg at momentum 0),
-wrapped in Flower's DP wrappers for owner-level DP, configures and aggregates each
-round; this module
-adds what a privacy product needs around it: replies are validated before they
-count, every privacy event is chained into ``ledger.jsonl``, exhausted owners are
-no longer selected, and the run ends cleanly (with its release and report) when
-no owner can train.
+Flower's Message-API ``FedAvgM`` (server momentum; plain FedAvg at momentum 0)
+configures and aggregates each round, or :mod:`server.client_dp` under owner-level
+DP; this module adds what a privacy product needs around it: owners are sampled
+(Poisson, rate ``fraction``), every reply is judged (:mod:`server.replies`) and
+becomes a line of ``ledger.jsonl`` embedding the owner's signed event, exhausted
+owners are no longer selected, each checkpoint records the ledger's head, and the
+run ends cleanly (with its release and report) when no owner can train.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message
+from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvgM
 from rich.console import Console
@@ -25,21 +26,20 @@ from rich.console import Console
 from genai_models import build_model, resolve
 from privacy.atomic import write_text
 from privacy.experiment import ExperimentConfig
-from privacy.ledger import EVENT_FIELDS, GENESIS, Ledger
-from server import client_dp
+from privacy.ledger import GENESIS, NONPRIVATE, Ledger
+from privacy.signing import load_owner_keys
 from server.checkpoints import save_checkpoint
+from server.client_dp import ClientDpSettings, ClientLevelGaussian
 from server.release import release_images, release_table
+from server.replies import Judgement, ReplyJudge
 from server.run_dir import run_dir_for
 
 app = ServerApp()
 console = Console(highlight=False)
 
-STATUSES = ("trained", "trained-exhausted", "exhausted", "refused", "failed", "nonprivate")
-
-
 @dataclass
 class OwnerRecord:
-    """What the server knows of one owner's spend, from its replies."""
+    """What the server knows of one owner's spend, from its signed events."""
 
     client_id: int
     epsilon: float = 0.0
@@ -59,78 +59,40 @@ class RunState:
     private: bool = True
     owners: dict[int, OwnerRecord] = field(default_factory=dict)
     exhausted_nodes: set[int] = field(default_factory=set)
-    node_owner: dict[int, int] = field(default_factory=dict)
     rounds_completed: int = 0
     rejected: list[str] = field(default_factory=list)
     client_level_epsilon: float | None = None
     ledger_head: str = GENESIS
+    ledger_lines: int = 0
 
 
-def _reject(reply: Message, global_arrays: dict[str, torch.Tensor], state: RunState) -> str | None:
-    """Why a reply cannot count, or None when it can (refusals and failures count as such)."""
-    content = reply.content
-    if "privacy" not in content:
-        return "reply lacks 'privacy'"
-    event = content["privacy"]
-    status = event.get("status")
-    if status not in STATUSES:
-        return f"unknown status {status!r}"
-    cid = event.get("client_id")
-    if cid is not None:
-        if isinstance(cid, bool) or not isinstance(cid, int) or cid < 0:
-            return f"client_id {cid!r} is not an owner id"
-        node = reply.metadata.src_node_id
-        if state.node_owner.setdefault(node, cid) != cid:
-            return f"claims owner {cid}, but spoke for owner {state.node_owner[node]} before"
-    if status in ("refused", "failed", "exhausted"):
-        return None
-    if cid is None:
-        return "reply lacks client_id"
-    if "arrays" not in content:
-        return "reply lacks 'arrays'"
-    update = content["arrays"].to_torch_state_dict()
-    if update.keys() != global_arrays.keys():
-        return "reply's weights have other names than the global model's"
-    for name, tensor in update.items():
-        if tensor.shape != global_arrays[name].shape:
-            return f"weight {name} has shape {tuple(tensor.shape)}"
-        if not torch.isfinite(tensor).all():
-            return f"weight {name} is not finite"
-    if status == "nonprivate" and state.private:
-        return "trained without DP in a private run"
-    if status != "nonprivate":
-        missing = [k for k in EVENT_FIELDS if k not in event]
-        if missing:
-            return f"privacy event lacks {', '.join(missing)}"
-        if event["mechanism"] != "dp-sgd":
-            return f"mechanism {event['mechanism']!r} is not dp-sgd"
-        if event["run_id"] != state.run_id:
-            return f"privacy event names run {event['run_id']}, not this run"
-        if float(event["lifetime_epsilon"]) > float(event["epsilon_budget"]) * (1 + 1e-9):
-            return (f"lifetime epsilon {event['lifetime_epsilon']:.4f} exceeds the budget "
-                    f"{event['epsilon_budget']}")
-    return None
-
-
-def _record_reply(state: RunState, node_id: int, event: ConfigRecord, server_round: int):
-    status = str(event["status"])
-    if event.get("client_id") is None:
-        state.rejected.append(f"round {server_round}: node {node_id}: {status}: "
-                              f"{event.get('reason', '')}")
+def _record(state: RunState, judgement: Judgement, server_round: int) -> None:
+    """Fold one judged reply into the run's state (spends only from authentic events)."""
+    line, entry = judgement.line, judgement.entry
+    if line["verdict"] == "rejected":
+        who = f"owner {line['client_id']}" if line.get("client_id") is not None else \
+            f"node {line['node_id']}"
+        why = line.get("rejection") or line["reason"]
+        state.rejected.append(f"round {server_round}: {who}: {why}")
+        console.print(f"round {server_round}: rejected {who}: {why}")
+    if judgement.client_id is None:
         return
-    cid = int(event["client_id"])
-    owner = state.owners.setdefault(cid, OwnerRecord(client_id=cid))
-    owner.steps += int(event.get("steps", 0))
-    owner.rounds += int(event.get("steps", 0)) > 0
-    if event.get("mechanism") == "dp-sgd":
-        owner.epsilon = float(event["epsilon"])
-        owner.lifetime_epsilon = float(event["lifetime_epsilon"])
-        owner.budget = float(event["epsilon_budget"])
-    if status in ("refused", "failed"):
-        owner.refusals.append(f"round {server_round}: {status}: {event.get('reason', '')}")
-    if status in ("exhausted", "trained-exhausted"):
+    owner = state.owners.setdefault(judgement.client_id, OwnerRecord(judgement.client_id))
+    if entry is not None and entry["mechanism"] == "dp-sgd":
+        owner.steps += entry["steps"]
+        owner.rounds += 1
+        owner.epsilon = float(entry["epsilon"])
+        owner.lifetime_epsilon = float(entry["lifetime_epsilon"])
+        owner.budget = float(entry["epsilon_budget"])
+    elif entry is not None and entry["mechanism"] == NONPRIVATE:
+        owner.rounds += 1
+    if judgement.status in ("refused", "failed") and line["verdict"] == "recorded":
+        owner.refusals.append(f"round {server_round}: {judgement.status}: {line['reason']}")
+        console.print(f"round {server_round}: owner {judgement.client_id} "
+                      f"{judgement.status}: {line['reason']}")
+    if judgement.status in ("exhausted", "trained-exhausted") and entry is not None:
         owner.exhausted = True
-        state.exhausted_nodes.add(node_id)
+        state.exhausted_nodes.add(line["node_id"])
 
 
 def run_federation(grid: Grid, run_config: dict, run_id: int = 0) -> Path:
@@ -147,7 +109,6 @@ def run_federation(grid: Grid, run_config: dict, run_id: int = 0) -> Path:
         settings.model, spec, hidden_dim=settings.hidden_dim, latent_dim=settings.latent_dim
     )
     arrays = ArrayRecord(model.state_dict())
-    user_dp = settings.client_dp != "none"
     base = FedAvgM(
         server_learning_rate=settings.server_learning_rate,
         server_momentum=settings.server_momentum,
@@ -159,11 +120,12 @@ def run_federation(grid: Grid, run_config: dict, run_id: int = 0) -> Path:
         # assumes a uniform average over owners).
         weighted_by_key="unit-weight",
     )
-    dp_settings = client_dp.ClientDpSettings.from_experiment(settings)
-    strategy = client_dp.wrap(base, dp_settings)
-    federation_accountant = client_dp.ClientLevelAccountant(dp_settings) if user_dp else None
+    dp_settings = ClientDpSettings.from_experiment(settings)
+    owner_dp = ClientLevelGaussian(dp_settings) if dp_settings else None
+    judge = ReplyJudge(settings, run_id,
+                       load_owner_keys(settings.owner_keys) if settings.owner_keys else None)
     ledger = Ledger(run_dir / "ledger.jsonl")
-    if settings.private or user_dp:
+    if settings.private or owner_dp:
         # An empty ledger is a statement too: nothing was spent (yet).
         ledger.path.touch()
     state = RunState(run_id=run_id, private=settings.private)
@@ -171,75 +133,43 @@ def run_federation(grid: Grid, run_config: dict, run_id: int = 0) -> Path:
     timings["setup"] = time.perf_counter() - t0
 
     t_train = time.perf_counter()
+    coin = random.SystemRandom()  # which owners train: secret, as amplification assumes
     for server_round in range(1, settings.rounds + 1):
         t_round = time.perf_counter()
-        messages = [
+        candidates = [
             m
-            for m in strategy.configure_train(server_round, arrays, train_config, grid)
+            for m in base.configure_train(server_round, arrays, train_config, grid)
             if m.metadata.dst_node_id not in state.exhausted_nodes
         ]
-        if not messages:
+        if not candidates:
             console.print(f"round {server_round}: every owner's budget is spent; stopping")
             break
-        replies = list(grid.send_and_receive(messages))
+        messages = [m for m in candidates if coin.random() < settings.fraction]
+        replies = list(grid.send_and_receive(messages)) if messages else []
         global_arrays = arrays.to_torch_state_dict()
         accepted = []
         for reply in replies:
-            node = reply.metadata.src_node_id
-            why = (
-                f"owner node {node} failed: {reply.error.reason}"
-                if reply.has_error()
-                else _reject(reply, global_arrays, state)
-            )
-            if why:
-                state.rejected.append(f"round {server_round}: {why}")
-                console.print(f"round {server_round}: rejected: {why}")
-                continue
-            event = reply.content["privacy"]
-            _record_reply(state, node, event, server_round)
-            if event["status"] in ("refused", "failed"):
-                console.print(f"round {server_round}: owner {event.get('client_id', '?')} "
-                              f"{event['status']}: {event.get('reason', '')}")
-            if int(event.get("steps", 0)) == 0 or "arrays" not in reply.content:
-                continue
-            if event.get("mechanism") == "dp-sgd":
-                ledger.append({k: event[k] for k in EVENT_FIELDS} | {"round": server_round})
-            accepted.append(reply)
-        if accepted:
-            clip = getattr(strategy, "clipping_norm", None)
-            new_arrays, _ = strategy.aggregate_train(server_round, accepted)
+            judgement = judge.judge(reply, server_round, global_arrays)
+            ledger.append(judgement.line)
+            _record(state, judgement, server_round)
+            if judgement.counts:
+                accepted.append(reply)
+        if owner_dp is not None:  # released every round, whoever was sampled or replied
+            arrays = owner_dp.aggregate(arrays, accepted)
+            ledger.append(owner_dp.ledger_event(server_round, run_id))
+            state.client_level_epsilon = owner_dp.epsilon
+        elif accepted:
+            new_arrays, _ = base.aggregate_train(server_round, accepted)
             if new_arrays is not None:
                 arrays = new_arrays
-                if federation_accountant is not None:
-                    sigma = client_dp.effective_noise_multiplier(strategy, len(accepted))
-                    state.client_level_epsilon = federation_accountant.compose(
-                        sigma, len(accepted)
-                    )
-                    ledger.append(
-                        {
-                            "round": server_round,
-                            "client_id": None,
-                            "mechanism": "gaussian-aggregate",
-                            "noise_multiplier": sigma,
-                            "sample_rate": 1.0,
-                            "steps": 1,
-                            "max_grad_norm": float(clip),
-                            "run_id": run_id,
-                            "delta": dp_settings.delta,
-                            "accountant": "rdp",
-                            "epsilon": state.client_level_epsilon,
-                            "lifetime_epsilon": state.client_level_epsilon,
-                            "epsilon_budget": None,
-                            "participants": len(accepted),
-                        }
-                    )
         state.rounds_completed = server_round
-        state.ledger_head = ledger.head
+        state.ledger_head, state.ledger_lines = ledger.head, len(ledger.entries)
         save_checkpoint(
             run_dir,
             server_round,
             arrays.to_torch_state_dict(),
-            {"ledger_head": ledger.head, "exhausted_nodes": sorted(state.exhausted_nodes)},
+            {"ledger_head": ledger.head, "ledger_lines": len(ledger.entries), "run_id": run_id,
+             "exhausted_nodes": sorted(state.exhausted_nodes)},
         )
         _progress(settings, state, server_round, len(accepted), time.perf_counter() - t_round)
         # Every owner must join the first round; later rounds go on with those still

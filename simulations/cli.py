@@ -21,6 +21,7 @@ SIMULATE_FLAGS = {
     "model": str,
     "dataset": str,
     "num-clients": int,
+    "fraction": float,
     "rounds": int,
     "local-epochs": int,
     "epsilon": str,  # a number or "inf"; coerced by the config

@@ -4,7 +4,8 @@ In a simulation the user stands for every owner, so the flags say what each
 virtual owner's ``node_config`` would: its lifetime budget (``--epsilon`` or
 ``--budgets``), the largest delta it accepts (``--delta``), whether it allows
 non-private training (only when the whole run asks for ε = inf), and where its
-ledger lives (``--owner-ledgers``, default the run's ``ledgers/``).
+ledger and signing key live (``--owner-ledgers``, default the run's ``ledgers/``:
+``client-N.jsonl`` and ``owner-N.key``/``owner-N.pub``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
             "max-delta": config.delta,
             "allow-nonprivate": not config.private,
             "ledger-path": str(ledger_dir / f"client-{i}.jsonl"),
+            "signing-key": str(ledger_dir / f"owner-{i}.key"),
             "data-path": config.data_path,
             "schema-path": config.schema_path,
         }

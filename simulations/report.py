@@ -65,8 +65,11 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
             "delta": config.client_delta,
             "noise_multiplier": config.client_noise,
             "clip": config.client_clip,
-            "accountant": "rdp (Flower's, dp-accounting backend)",
+            "fraction": config.fraction,
+            "accountant": "rdp (Opacus; Poisson-subsampled Gaussian, fixed denominator)",
             "relation": CLIENT_RELATION,
+            "trust": "the coordinator adds this noise: it holds for what the coordinator "
+                     "releases, not against the coordinator itself",
         }
     budgets = [c["epsilon_budget"] for c in per_client if c["epsilon_budget"] is not None]
     return {
@@ -92,6 +95,7 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
             "per_client": per_client,
             "client_level": client_level,
             "ledger_head": state.ledger_head,
+            "ledger_lines": state.ledger_lines,
             "noise": "DP noise and Poisson sampling drawn from OS entropy (unpredictable "
                      "from the configuration); seed governs public randomness only",
         },
@@ -133,9 +137,10 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         c = p["client_level"]
         eps = f"{c['epsilon']:.3f}" if c["epsilon"] is not None else "n/a (no release)"
         lines += [
-            f"- owner-level DP ({c['mode']} clipping, noise {c['noise_multiplier']}): "
+            f"- owner-level DP ({c['mode']} clipping C = {c['clip']}, noise "
+            f"{c['noise_multiplier']}, owners sampled at {c['fraction']}): "
             f"ε = {eps}, δ = {c['delta']}",
-            f"- neighbouring relation: {c['relation']}",
+            f"- neighbouring relation: {c['relation']}; trust: {c['trust']}",
         ]
     lines += [
         "",

@@ -7,6 +7,7 @@ ServerApp and ClientApp functions get the validated configuration directly, so
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -19,6 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 from client.client_app import train_round
 from privacy.experiment import ExperimentConfig
 from privacy.policy import OwnerPolicy
+from privacy.signing import Signer
 from server.server_app import run_federation
 
 
@@ -35,6 +37,7 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     from flwr.simulation import run_simulation
 
+    config = _register_owner_keys(config, policies)
     run_config = config.to_run_config()
     run_dir: list[Path] = []
 
@@ -68,3 +71,18 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
     if not run_dir:
         raise RuntimeError("the simulation ended without finishing the run (see the log above)")
     return run_dir[0]
+
+
+def _register_owner_keys(config: ExperimentConfig, policies: list[OwnerPolicy]):
+    """Each simulated owner makes its signing key; the coordinator gets the public halves.
+
+    In a deployment each owner runs ``fedsynth certs`` (or lets its SuperNode make
+    the key on first use) and hands ``owner-N.pub`` to the coordinator, the way its
+    node key is registered; here the user stands for every owner.
+    """
+    for policy in policies:
+        Signer.load_or_create(policy.signing_key)
+    folders = {str(Path(p.signing_key).parent) for p in policies}
+    if config.owner_keys or len(folders) != 1:
+        return config
+    return dataclasses.replace(config, owner_keys=folders.pop())

@@ -39,7 +39,9 @@ def _call(node, server_round=1, run=RUN, run_id=1):
 
 
 def _privacy(reply):
-    return dict(reply.content["privacy"])
+    """The reply's privacy record with the owner's signed event unpacked into it."""
+    record = dict(reply.content["privacy"])
+    return {**record, **json.loads(record["entry"])} if "entry" in record else record
 
 
 def _ledger(tmp_path):
@@ -83,7 +85,7 @@ def test_a_second_run_continues_the_lifetime_budget_and_never_passes_it(tmp_path
                                         run_id)))
     trained = [e for e in spent if e["status"].startswith("trained")]
     assert trained and max(e["lifetime_epsilon"] for e in trained) <= 3.0
-    assert spent[-1]["status"] == "exhausted" and spent[-1]["steps"] == 0
+    assert spent[-1]["status"] == "exhausted" and spent[-1]["mechanism"] == "none"
     # Run 2 started where run 1 stopped, not at zero.
     first_of_run_2 = next(e for e in trained if e["run_id"] == 2)
     assert first_of_run_2["lifetime_epsilon"] > first_of_run_2["epsilon"]
@@ -125,10 +127,12 @@ def test_p6_is_checked_against_the_owners_policy_so_probing_delta_learns_nothing
 def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
     reply = _call(_node(tmp_path), 1)
     assert dict(reply.content["metrics"]) == {"unit-weight": 1}
-    assert set(_privacy(reply)) == {
-        "status", "round", "client_id", "run_id", "mechanism", "noise_multiplier",
+    record = dict(reply.content["privacy"])
+    assert set(record) == {"status", "client_id", "entry", "public_key"}
+    assert set(json.loads(record["entry"])) == {
+        "round", "client_id", "run_id", "mechanism", "noise_multiplier",
         "sample_rate", "steps", "max_grad_norm", "delta", "accountant", "epsilon",
-        "lifetime_epsilon", "epsilon_budget"}
+        "lifetime_epsilon", "epsilon_budget", "prev_hash", "hash", "key_id", "signature"}
     # q is the run's public rate, not 1/ceil(n/B).
     assert _privacy(reply)["sample_rate"] == RUN["sample-rate"]
 
@@ -225,10 +229,11 @@ def test_failures_carry_one_fixed_reason_and_are_ledgered(tmp_path):
     bad.write_bytes(b"not an npz, maybe a private value 42")
     node = {"data-path": str(bad), "client-id": 3, "epsilon-budget": 2.0}
     reply = _privacy(_call(node, 1))
-    assert reply == {"status": "failed", "client_id": 3, "steps": 0,
-                     "reason": "training failed on the owner (the details are in its own log)"}
+    assert (reply["status"], reply["client_id"], reply["mechanism"]) == ("failed", 3, "none")
+    assert reply["reason"] == "training failed on the owner (the details are in its own log)"
     lines = read_ledger(tmp_path / "owner.npz.fedsynth-ledger.jsonl")
-    assert lines[-1]["reason"] == reply["reason"]
+    # The reply carries the owner's ledger line itself, signed.
+    assert lines[-1] == json.loads(reply["entry"])
 
 
 def test_the_schema_never_comes_from_the_run_config(tmp_path):

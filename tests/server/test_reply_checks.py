@@ -1,38 +1,186 @@
-"""Reply checks with fake replies, no simulation: what the coordinator refuses to count."""
+"""The reply judge with fake replies, no simulation (as Flower tests its strategies).
+
+Every reply becomes one ledger line; an authentic signed event is embedded verbatim
+whatever the verdict; nothing in a reply's content raises.
+"""
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
-from server.server_app import RunState, _reject
+from privacy.experiment import ExperimentConfig
+from privacy.ledger import Ledger, canonical, entry_hash
+from privacy.signing import Signer, load_owner_keys, public_text
+from server.replies import ReplyJudge
+
+SETTINGS = ExperimentConfig(num_clients=3, rounds=3)
+GLOBAL = {"w": torch.zeros(2)}
+RUN_ID = 7
 
 
-def _reply(privacy: dict, node=5, arrays=True):
-    content = RecordDict({"privacy": ConfigRecord(privacy)})
+def _spend(**change):
+    return {"round": 1, "client_id": 0, "run_id": RUN_ID, "mechanism": "dp-sgd",
+            "noise_multiplier": 1.1, "sample_rate": SETTINGS.sample_rate, "steps": 4,
+            "max_grad_norm": SETTINGS.max_grad_norm, "delta": SETTINGS.delta,
+            "accountant": SETTINGS.accountant, "epsilon": 0.5, "lifetime_epsilon": 0.5,
+            "epsilon_budget": 8.0} | change
+
+
+@pytest.fixture
+def owners(tmp_path):
+    """Two owners' signers and ledgers; their public keys registered in tmp_path/keys."""
+    out = {}
+    for cid in (0, 1):
+        signer = Signer.load_or_create(tmp_path / "keys" / f"owner-{cid}.key")
+        out[cid] = Ledger(tmp_path / f"client-{cid}.jsonl", verify=True, signer=signer)
+    return out
+
+
+def _reply(record: dict, node=5, arrays=True, error=None):
+    content = RecordDict({"privacy": ConfigRecord(record)})
     if arrays:
         content["arrays"] = ArrayRecord({"w": torch.zeros(2)})
-    return SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node))
+    return SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node),
+                           has_error=lambda: error is not None,
+                           error=SimpleNamespace(reason=error))
 
 
-GLOBAL = {"w": torch.zeros(2)}
+def _signed(ledger, status, event, node=5, arrays=True):
+    entry = ledger.append(event)
+    public = public_text(ledger.signer.key.public_key()).decode().strip()
+    record = {"status": status, "client_id": entry["client_id"], "entry": canonical(entry),
+              "public_key": public}
+    return entry, _reply(record, node=node, arrays=arrays)
 
 
-def test_a_nonprivate_update_in_a_private_run_is_rejected():
-    reply = _reply({"status": "nonprivate", "client_id": 0, "steps": 3})
-    assert _reject(reply, GLOBAL, RunState(private=True)) == "trained without DP in a private run"
-    assert _reject(reply, GLOBAL, RunState(private=False)) is None
+def _judge(tmp_path, registered=True, **change):
+    keys = load_owner_keys(tmp_path / "keys") if registered else None
+    return ReplyJudge(ExperimentConfig(num_clients=3, rounds=3, **change), RUN_ID, keys)
 
 
-def test_refusals_count_as_refusals_and_owners_cannot_switch_identity():
-    state = RunState()
-    assert _reject(_reply({"status": "refused", "client_id": 1, "reason": "x"}, arrays=False),
-                   GLOBAL, state) is None
-    why = _reject(_reply({"status": "refused", "client_id": 2, "reason": "x"}, arrays=False),
-                  GLOBAL, state)
-    assert why == "claims owner 2, but spoke for owner 1 before"
+def test_an_honest_spend_is_accepted_and_its_signed_event_embedded_verbatim(tmp_path, owners):
+    entry, reply = _signed(owners[0], "trained", _spend())
+    j = _judge(tmp_path).judge(reply, 1, GLOBAL)
+    assert j.counts and j.line["verdict"] == "accepted" and j.line["owner_entry"] == entry
+    assert {k: j.line[k] for k in ("noise_multiplier", "epsilon", "steps", "node_id")} == {
+        "noise_multiplier": 1.1, "epsilon": 0.5, "steps": 4, "node_id": 5}
 
 
-def test_a_private_update_without_its_event_is_rejected():
-    why = _reject(_reply({"status": "trained", "client_id": 0, "steps": 3}), GLOBAL, RunState())
-    assert why.startswith("privacy event lacks round, run_id")
+def test_a_refusal_is_recorded_with_the_owners_reason(tmp_path, owners):
+    event = {"round": 1, "client_id": 1, "run_id": RUN_ID, "mechanism": "none",
+             "reason": "the privacy budget is spent"}
+    entry, reply = _signed(owners[1], "exhausted", event, node=6, arrays=False)
+    j = _judge(tmp_path).judge(reply, 1, GLOBAL)
+    assert not j.counts and j.line["verdict"] == "recorded"
+    assert j.line["reason"] == "the privacy budget is spent" and j.line["owner_entry"] == entry
+
+
+@pytest.mark.parametrize("forge, why", [
+    ("halve", "signature does not verify"),
+    ("other_key", "signature does not verify"),
+    ("unregistered", "has no registered signing key"),
+])
+def test_a_forged_or_altered_event_is_rejected_and_not_embedded(tmp_path, owners, forge, why):
+    entry, reply = _signed(owners[0], "trained", _spend())
+    record = dict(reply.content["privacy"])
+    if forge == "halve":  # a consistent rewrite: new noise, new hash, the old signature
+        forged = {**entry, "noise_multiplier": 0.55}
+        forged["hash"] = entry_hash(forged)
+        record["entry"] = canonical(forged)
+    elif forge == "other_key":  # signed by the coordinator's own key under owner 0's name
+        mallory = Signer.load_or_create(tmp_path / "mallory.key")
+        forged = {**entry, "key_id": mallory.key_id}
+        forged["hash"] = entry_hash(forged)
+        forged["signature"] = mallory.sign(forged["hash"])
+        record["entry"] = canonical(forged)
+    else:
+        (tmp_path / "keys" / "owner-0.pub").unlink()
+    j = _judge(tmp_path).judge(_reply(record), 1, GLOBAL)
+    assert j.line["verdict"] == "rejected" and why in j.line["reason"]
+    assert "owner_entry" not in j.line and j.line["mechanism"] == "none" and not j.counts
+
+
+def test_a_replayed_event_is_rejected(tmp_path, owners):
+    judge = _judge(tmp_path)
+    _, reply = _signed(owners[0], "trained", _spend())
+    assert judge.judge(reply, 1, GLOBAL).counts
+    again = judge.judge(reply, 2, GLOBAL)
+    assert again.line["verdict"] == "rejected" and "replayed" in again.line["reason"]
+
+
+@pytest.mark.parametrize("status, event, arrays, why", [
+    ("refused", {"mechanism": "none", "reason": "x"}, True, "status refused carries weights"),
+    ("trained", {"mechanism": "none", "reason": "x"}, True, "status trained with a none event"),
+    ("nonprivate", {"mechanism": "nonprivate", "reason": "x"}, True,
+     "trained without DP in a private run"),
+    ("trained", {"sample_rate": 0.9}, True, "sample_rate 0.9 is not the proposal's"),
+    ("trained", {"steps": 400}, True, "steps 400 exceed"),
+    ("trained", {"epsilon": 9.0, "lifetime_epsilon": 9.0, "epsilon_budget": 40.0}, True,
+     "run epsilon 9.0000 exceeds the proposed 8"),
+])
+def test_an_authentic_event_that_does_not_fit_is_rejected_but_kept(tmp_path, owners, status,
+                                                                     event, arrays, why):
+    base = {"round": 1, "client_id": 0, "run_id": RUN_ID}
+    full = {**_spend(), **event} if event.get("mechanism", "dp-sgd") == "dp-sgd" else \
+        {**base, **event}
+    entry, reply = _signed(owners[0], status, full, arrays=arrays)
+    j = _judge(tmp_path).judge(reply, 1, GLOBAL)
+    assert j.line["verdict"] == "rejected" and why in j.line["rejection"], j.line
+    assert j.line["owner_entry"] == entry and not j.counts
+
+
+def test_weights_of_another_shape_or_not_finite_are_rejected(tmp_path, owners):
+    judge = _judge(tmp_path)
+    _, reply = _signed(owners[0], "trained", _spend())
+    reply.content["arrays"] = ArrayRecord({"w": torch.full((2,), float("nan"))})
+    assert "not finite" in judge.judge(reply, 1, GLOBAL).line["rejection"]
+    _, reply = _signed(owners[1], "trained", _spend(client_id=1), node=6)
+    reply.content["arrays"] = ArrayRecord({"w": torch.zeros(3)})
+    assert "shape" in judge.judge(reply, 1, GLOBAL).line["rejection"]
+
+
+@pytest.mark.parametrize("record", [
+    {"status": "trained"},
+    {"status": "trained", "client_id": "abc", "entry": "{}"},
+    {"status": "trained", "client_id": True, "entry": "{}"},
+    {"status": "bogus", "client_id": 0},
+    {"status": "trained", "client_id": 0, "entry": "not json"},
+    {"status": "trained", "client_id": 0, "entry": '{"epsilon": NaN}'},
+    {"status": "trained", "client_id": 0, "entry": "[1, 2]"},
+    {"status": "trained", "client_id": 0, "entry": "x" * 100_000},
+    {"status": "trained", "client_id": 0, "entry": canonical(_spend(epsilon="abc"))},
+    {"status": "failed", "client_id": 0},
+])
+def test_malformed_replies_are_rejected_and_never_raise(tmp_path, owners, record):
+    j = _judge(tmp_path).judge(_reply(record), 1, GLOBAL)
+    assert j.line["verdict"] == "rejected" and j.line["mechanism"] == "none" and j.line["reason"]
+
+
+def test_a_node_error_and_a_missing_privacy_record_are_ledgered(tmp_path):
+    judge = _judge(tmp_path)
+    j = judge.judge(_reply({}, error="node lost"), 1, GLOBAL)
+    assert j.line["verdict"] == "rejected" and "node lost" in j.line["reason"]
+    bare = SimpleNamespace(content=RecordDict({}), metadata=SimpleNamespace(src_node_id=9),
+                           has_error=lambda: False)
+    assert "lacks its 'privacy' record" in judge.judge(bare, 1, GLOBAL).line["reason"]
+
+
+def test_nodes_cannot_switch_or_share_an_owner_identity(tmp_path, owners):
+    judge = _judge(tmp_path)
+    _, reply = _signed(owners[0], "trained", _spend(), node=5)
+    assert judge.judge(reply, 1, GLOBAL).counts
+    _, other = _signed(owners[1], "trained", _spend(client_id=1, round=2), node=5)
+    assert "spoke for owner 0 before" in judge.judge(other, 2, GLOBAL).line["reason"]
+    _, imposter = _signed(owners[0], "trained", _spend(round=2), node=6)
+    assert "whom node 5 speaks for" in judge.judge(imposter, 2, GLOBAL).line["reason"]
+
+
+def test_without_registered_keys_the_first_key_is_pinned(tmp_path, owners):
+    judge = _judge(tmp_path, registered=False)
+    _, reply = _signed(owners[0], "trained", _spend())
+    assert judge.judge(reply, 1, GLOBAL).counts
+    mallory = Ledger(tmp_path / "m.jsonl", signer=Signer.load_or_create(tmp_path / "m.key"))
+    _, forged = _signed(mallory, "trained", _spend(round=2))
+    assert "signature does not verify" in judge.judge(forged, 2, GLOBAL).line["reason"]

@@ -1,0 +1,233 @@
+"""Judging one owner's reply: counted, recorded or rejected, and the run-ledger line that says so.
+
+Every reply becomes exactly one line of the run's ledger. When it carries an
+authentic signed event of this owner for this run and round, the line embeds it
+verbatim (``owner_entry``) with its fields copied beside it, whatever the verdict:
+the owner spent what it signed, and the audit matches it against the owner's own
+ledger. Anything else (a node error, a malformed or forged event, a replay) is a
+``mechanism: none`` line with the reason it was rejected. Nothing in a reply's
+content can raise out of :meth:`ReplyJudge.judge`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+from flwr.app import Message
+
+from privacy.experiment import ExperimentConfig
+from privacy.ledger import NONPRIVATE, REFUSAL, LedgerBroken, check_entry, entry_hash
+from privacy.signing import key_id, verify
+
+STATUSES = ("trained", "trained-exhausted", "exhausted", "refused", "failed", "nonprivate")
+MECHANISM_OF = {"trained": "dp-sgd", "trained-exhausted": "dp-sgd", "nonprivate": NONPRIVATE,
+                "exhausted": REFUSAL, "refused": REFUSAL, "failed": REFUSAL}
+UPDATE_STATUSES = ("trained", "trained-exhausted", "nonprivate")
+MAX_ENTRY_CHARS = 16_384
+MAX_REASON_CHARS = 300
+OWNER_ONLY = ("prev_hash", "hash", "key_id", "signature")
+
+
+class Rejected(Exception):
+    """A reply that cannot count; the message is the ledger's ``rejection``."""
+
+
+@dataclass
+class Judgement:
+    """One reply, judged."""
+
+    line: dict
+    """The run-ledger line (without ``prev_hash``/``hash``)."""
+    status: str | None
+    """The owner's status, when the reply had a valid one."""
+    entry: dict | None = None
+    """The owner's authentic signed event, when it sent one."""
+
+    @property
+    def counts(self) -> bool:
+        """Whether the reply's weights go into the aggregate."""
+        return self.line["verdict"] == "accepted"
+
+    @property
+    def client_id(self) -> int | None:
+        """The owner the line is about (None when no one could be named)."""
+        return self.line.get("client_id")
+
+
+class ReplyJudge:
+    """Holds what a run has seen (keys, which node speaks for which owner, events) and judges."""
+
+    def __init__(self, settings: ExperimentConfig, run_id: int,
+                 owner_keys: dict[int, Ed25519PublicKey] | None):
+        self.settings = settings
+        self.run_id = run_id
+        self.registered = owner_keys is not None
+        self.keys: dict[int, Ed25519PublicKey] = dict(owner_keys or {})
+        self.node_owner: dict[int, int] = {}
+        self.owner_node: dict[int, int] = {}
+        self.seen: set[str] = set()
+        self.rounds_of: set[tuple[int, int]] = set()
+
+    def judge(self, reply: Message, server_round: int,
+              global_arrays: dict[str, torch.Tensor]) -> Judgement:
+        """The verdict on one reply and its ledger line; never raises on the reply's content."""
+        node = int(reply.metadata.src_node_id)
+        base = {"round": server_round, "run_id": self.run_id, "node_id": node}
+        claimed = self.node_owner.get(node)
+        status = None
+        try:
+            if reply.has_error():
+                raise Rejected(f"the node replied with an error: {_short(reply.error.reason)}")
+            record = _privacy_record(reply)
+            status = record.get("status")
+            if status not in STATUSES:
+                raise Rejected(f"unknown status {_short(status)}")
+            claimed = self._claim(node, record.get("client_id"))
+            text = record.get("entry")
+            if text is None:
+                return self._unsigned(base, claimed, status, record, reply)
+            entry = self._authentic(text, node, claimed, server_round, record)
+        except Rejected as why:
+            line = {**base, "client_id": claimed, "mechanism": REFUSAL, "verdict": "rejected",
+                    "reason": str(why)}
+            return Judgement(line, status)
+        self.seen.add(entry["hash"])
+        self.rounds_of.add((entry["client_id"], server_round))
+        line = {**{k: v for k, v in entry.items() if k not in OWNER_ONLY}, **base,
+                "owner_entry": entry}
+        try:
+            self._check_content(status, entry, reply, global_arrays)
+        except Rejected as why:
+            return Judgement(line | {"verdict": "rejected", "rejection": str(why)}, status, entry)
+        verdict = "accepted" if status in UPDATE_STATUSES else "recorded"
+        return Judgement(line | {"verdict": verdict}, status, entry)
+
+    def _claim(self, node: int, cid) -> int:
+        """The owner a node speaks for: one owner per node and one node per owner, for the run."""
+        if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid <= 10**9:
+            raise Rejected(f"client_id {_short(cid)} is not an owner id")
+        if self.node_owner.setdefault(node, cid) != cid:
+            raise Rejected(f"node {node} claims owner {cid} but spoke for owner "
+                           f"{self.node_owner[node]} before")
+        if self.owner_node.setdefault(cid, node) != node:
+            raise Rejected(f"node {node} claims owner {cid}, whom node "
+                           f"{self.owner_node[cid]} speaks for")
+        return cid
+
+    def _unsigned(self, base: dict, cid: int, status: str, record, reply: Message) -> Judgement:
+        """An owner that failed before it could reach its ledger: recorded with its reason."""
+        if status not in ("refused", "failed") or "arrays" in reply.content:
+            raise Rejected(f"status {status} without a signed event")
+        reason = record.get("reason")
+        if not isinstance(reason, str) or not reason:
+            raise Rejected("an unsigned refusal without a reason")
+        line = {**base, "client_id": cid, "mechanism": REFUSAL, "verdict": "recorded",
+                "reason": f"{status} (unsigned, not in the owner's ledger): "
+                          f"{_short(reason)}"}
+        return Judgement(line, status)
+
+    def _authentic(self, text, node: int, cid: int, server_round: int, record) -> dict:
+        """The owner's signed event, checked for form, signature, run, round and novelty."""
+        if not isinstance(text, str) or len(text) > MAX_ENTRY_CHARS:
+            raise Rejected("the signed event is not a string of at most "
+                           f"{MAX_ENTRY_CHARS} characters")
+        try:
+            entry = json.loads(text, parse_constant=_no_constant)
+            if not isinstance(entry, dict):
+                raise ValueError
+            check_entry("reply", 1, entry)
+        except (ValueError, LedgerBroken) as err:
+            raise Rejected(f"the signed event is malformed: {_short(err)}") from None
+        if entry.get("verdict") is not None or entry.get("owner_entry") is not None:
+            raise Rejected("the signed event carries coordinator fields")
+        if entry["client_id"] != cid:
+            raise Rejected(f"the event names owner {entry['client_id']}, the reply {cid}")
+        if entry.get("hash") != entry_hash(entry):
+            raise Rejected("the event's hash does not match its content")
+        self._check_signature(cid, entry, record)
+        if entry["run_id"] != self.run_id or entry["round"] != server_round:
+            raise Rejected(f"the event is for run {entry['run_id']}, round {entry['round']}; "
+                           "this is a replayed or misdirected event")
+        if entry["hash"] in self.seen or (cid, server_round) in self.rounds_of:
+            raise Rejected(f"a second event from owner {cid} in round {server_round}")
+        return entry
+
+    def _check_signature(self, cid: int, entry: dict, record) -> None:
+        key = self.keys.get(cid)
+        if key is None and self.registered:
+            raise Rejected(f"owner {cid} has no registered signing key")
+        if key is None:  # trust on first use: the key the owner's first reply names
+            try:
+                key = load_ssh_public_key(str(record.get("public_key", "")).encode("ascii"))
+            except (ValueError, TypeError, UnicodeEncodeError):
+                raise Rejected(f"owner {cid} sent no readable public key") from None
+            if not isinstance(key, Ed25519PublicKey) or key_id(key) != entry.get("key_id"):
+                raise Rejected(f"owner {cid}'s public key does not match its event's key_id")
+        if not verify(key, entry):
+            raise Rejected(f"the event's signature does not verify with owner {cid}'s key")
+        self.keys[cid] = key
+
+    def _check_content(self, status: str, entry: dict, reply: Message,
+                       global_arrays: dict[str, torch.Tensor]) -> None:
+        """Status agrees with event, event with the proposal, weights with the model."""
+        s = self.settings
+        if MECHANISM_OF[status] != entry["mechanism"]:
+            raise Rejected(f"status {status} with a {entry['mechanism']} event")
+        if status not in UPDATE_STATUSES:
+            if "arrays" in reply.content:
+                raise Rejected(f"status {status} carries weights")
+            return
+        if status == "nonprivate" and s.private:
+            raise Rejected("trained without DP in a private run")
+        if status != "nonprivate":
+            wanted = {"sample_rate": s.sample_rate, "max_grad_norm": s.max_grad_norm,
+                      "delta": s.delta, "accountant": s.accountant}
+            for key, value in wanted.items():
+                if entry[key] != value:
+                    raise Rejected(f"the event's {key} {entry[key]!r} is not the proposal's "
+                                   f"{value!r}")
+            if entry["steps"] > s.steps_per_round:
+                raise Rejected(f"the event's steps {entry['steps']} exceed the "
+                               f"{s.steps_per_round} proposed")
+            if entry["epsilon"] > s.epsilon * (1 + 1e-6):
+                raise Rejected(f"the event's run epsilon {entry['epsilon']:.4f} exceeds the "
+                               f"proposed {s.epsilon:g}")
+            if entry["lifetime_epsilon"] > entry["epsilon_budget"] * (1 + 1e-9):
+                raise Rejected(f"lifetime epsilon {entry['lifetime_epsilon']:.4f} exceeds the "
+                               f"owner's budget {entry['epsilon_budget']}")
+        _check_weights(reply, global_arrays)
+
+
+def _check_weights(reply: Message, global_arrays: dict[str, torch.Tensor]) -> None:
+    try:
+        update = reply.content["arrays"].to_torch_state_dict()
+    except Exception as err:  # any malformed record: the reply is rejected, the round goes on
+        raise Rejected(f"the reply's weights cannot be read ({_short(err)})") from None
+    if update.keys() != global_arrays.keys():
+        raise Rejected("the reply's weights have other names than the global model's")
+    for name, tensor in update.items():
+        if tensor.shape != global_arrays[name].shape:
+            raise Rejected(f"weight {name} has shape {tuple(tensor.shape)}")
+        if not torch.isfinite(tensor).all():
+            raise Rejected(f"weight {name} is not finite")
+
+
+def _privacy_record(reply: Message):
+    try:
+        return reply.content["privacy"]
+    except Exception:
+        raise Rejected("the reply lacks its 'privacy' record") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _short(value) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "…"
+
