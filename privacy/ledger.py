@@ -60,6 +60,9 @@ EVENT_FIELDS = (
 REFUSAL_FIELDS = ("round", "client_id", "run_id", "mechanism", "reason")
 VERDICTS = ("accepted", "recorded", "rejected")
 UNHASHED = ("hash", "signature")
+# The fields of an owner's line that belong to its own chain and signature: the
+# coordinator's line copies every other field of an embedded owner event.
+OWNER_CHAIN_FIELDS = ("prev_hash", "hash", "key_id", "signature")
 
 
 class LedgerBroken(Exception):

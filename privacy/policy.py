@@ -87,7 +87,8 @@ class OwnerPolicy:
                                                             + ".fedsynth-ledger.jsonl"))
             else:
                 ledger_path = str(fedsynth_home() / "ledgers" / f"partition-{client_id}.jsonl")
-        signing_key = values.get("signing-key") or str(Path(ledger_path).with_suffix(".key"))
+        signing_key = values.get("signing-key") or str(Path(ledger_path).parent
+                                                         / f"owner-{client_id}.key")
         policy = cls(
             client_id=client_id,
             epsilon_budget=values.get("epsilon-budget", DEFAULT_EPSILON_BUDGET),

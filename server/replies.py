@@ -20,7 +20,14 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from flwr.app import Message
 
 from privacy.experiment import ExperimentConfig
-from privacy.ledger import NONPRIVATE, REFUSAL, LedgerBroken, check_entry, entry_hash
+from privacy.ledger import (
+    NONPRIVATE,
+    OWNER_CHAIN_FIELDS,
+    REFUSAL,
+    LedgerBroken,
+    check_entry,
+    entry_hash,
+)
 from privacy.signing import key_id, verify
 
 STATUSES = ("trained", "trained-exhausted", "exhausted", "refused", "failed", "nonprivate")
@@ -29,7 +36,6 @@ MECHANISM_OF = {"trained": "dp-sgd", "trained-exhausted": "dp-sgd", "nonprivate"
 UPDATE_STATUSES = ("trained", "trained-exhausted", "nonprivate")
 MAX_ENTRY_CHARS = 16_384
 MAX_REASON_CHARS = 300
-OWNER_ONLY = ("prev_hash", "hash", "key_id", "signature")
 
 
 class Rejected(Exception):
@@ -97,7 +103,7 @@ class ReplyJudge:
             return Judgement(line, status)
         self.seen.add(entry["hash"])
         self.rounds_of.add((entry["client_id"], server_round))
-        line = {**{k: v for k, v in entry.items() if k not in OWNER_ONLY}, **base,
+        line = {**{k: v for k, v in entry.items() if k not in OWNER_CHAIN_FIELDS}, **base,
                 "owner_entry": entry}
         try:
             self._check_content(status, entry, reply, global_arrays)

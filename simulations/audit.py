@@ -1,11 +1,14 @@
-"""``fedsynth audit``: verify the ledger's chain and recompute every epsilon independently.
+"""``fedsynth audit``: a verdict on what the coordinator cannot rewrite.
 
-Training accounted with Opacus (record level) and Flower (owner level); the audit
-recomputes from the ledger's events alone with Google's dp-accounting: RDP for
-RDP-accounted events, PLD for PRV-accounted ones, and PLD as the tightest figure
-for all. It also checks each owner's own ledger against the server's, and the
-server's final chain head against the one the report and checkpoints recorded,
-which catches a ledger rewritten with fresh hashes.
+Training accounted with Opacus; the audit recomputes every epsilon from the
+ledger's events alone with Google's dp-accounting: RDP for RDP-accounted events,
+PLD for PRV-accounted ones, and PLD as the tightest figure for all. It trusts
+nothing the coordinator could have written alone: every owner event must carry
+the owner's signature (checked with the keys the owners give the auditor) and
+match the owner's own ledger in both directions; budgets are the owners' signed
+lifetime budgets and the ε config.toml proposed, never a line's own claim; the
+chain must end where report.json and every checkpoint say it did, and a run that
+recorded no head at all fails.
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
+from privacy.experiment import ConfigError, ExperimentConfig
 from privacy.ledger import (
-    EVENT_FIELDS,
     GENESIS,
     NONPRIVATE,
+    OWNER_CHAIN_FIELDS,
     Ledger,
     LedgerBroken,
+    entry_hash,
     is_spend,
     read_ledger,
 )
+from privacy.signing import load_owner_keys, verify
 from simulations.accounting import recompute_epsilon
 
 MATCH_TOLERANCE = 0.01  # P8: recomputed within 1% of the reported epsilon
@@ -50,12 +58,14 @@ class OwnerAudit:
     curve: list[tuple[int, float]] = field(default_factory=list)
 
 
-def audit_events(entries: list[dict], *, lifetime: bool = False) -> list[OwnerAudit]:
+def audit_events(entries: list[dict], *, lifetime: bool = False,
+                 run_budget: float | None = None) -> list[OwnerAudit]:
     """Recompute every owner's epsilon (and the owner-level one) from its spends.
 
-    A run's ledger is judged on each event's ``epsilon`` (this run's spend); an
-    owner's own ledger, which holds every run it joined, on ``lifetime_epsilon``.
-    Either way the owner's lifetime figure must stay within its lifetime budget.
+    A run's ledger is judged on each event's ``epsilon`` (this run's spend) against
+    ``run_budget`` (the ε config.toml proposed); an owner's own ledger, which holds
+    every run it joined, on ``lifetime_epsilon`` against the lifetime budget the owner
+    signed. Either way the owner's signed lifetime figure must stay within that budget.
     """
     key = "lifetime_epsilon" if lifetime else "epsilon"
     groups: dict[tuple, list[dict]] = {}
@@ -78,48 +88,26 @@ def audit_events(entries: list[dict], *, lifetime: bool = False) -> list[OwnerAu
         consistent = lifetime or (len(deltas) == 1 and accountant != "mixed" and len(runs) == 1)
         matches = consistent and abs(recomputed - reported) <= MATCH_TOLERANCE * max(reported,
                                                                                      1e-12)
-        budget = last.get("epsilon_budget")
+        signed_budget = last.get("epsilon_budget")
+        budget = signed_budget if lifetime else (run_budget if scope == "owner" else None)
         # The claimed figure must be within budget, and so must the tightest valid
         # independent bound: a guarantee holds when any valid accountant certifies it
         # (dp-accounting's RDP can sit ~0.5% above Opacus's where it drops
         # fractional orders it cannot evaluate; its PLD is tighter than both).
         within = budget is None or (
-            float(last["lifetime_epsilon"]) <= budget * (1 + 1e-9)
+            reported <= budget * (1 + 1e-9)
             and min(recomputed, pld) <= budget * (1 + BUDGET_TOLERANCE)
         )
+        if signed_budget is not None:
+            within = within and float(last["lifetime_epsilon"]) <= signed_budget * (1 + 1e-9)
         out.append(OwnerAudit(
-            scope=scope, client_id=cid, events=len(events),
-            steps=sum(e["steps"] for e in events), accountant=accountant, delta=delta,
-            reported=reported, recomputed=recomputed, recomputed_method=method, pld=pld,
-            budget=budget, matches=matches, within_budget=within,
+            scope="lifetime" if lifetime and scope == "owner" else scope, client_id=cid,
+            events=len(events), steps=sum(e["steps"] for e in events), accountant=accountant,
+            delta=delta, reported=reported, recomputed=recomputed, recomputed_method=method,
+            pld=pld, budget=budget, matches=matches, within_budget=within,
             curve=[(e["round"], float(e[key])) for e in events],
         ))
     return out
-
-
-def compare_owner_ledger(server: list[dict], owner: list[dict], cid: int,
-                         run_ids: set) -> list[str]:
-    """Differences between the server's spends for owner ``cid`` and the owner's own.
-
-    Only the owner's events of this run (``run_ids``) are compared: its ledger also
-    holds every other run it joined.
-    """
-    mine = {e["round"]: e for e in owner
-            if e["mechanism"] == "dp-sgd" and e["run_id"] in run_ids}
-    theirs = {e["round"]: e for e in server if is_spend(e) and e["client_id"] == cid}
-    problems = []
-    for rnd in sorted(set(mine) | set(theirs)):
-        a, b = theirs.get(rnd), mine.get(rnd)
-        if a is None:
-            problems.append(f"owner {cid}: round {rnd} is in the owner's ledger only")
-        elif b is None:
-            problems.append(f"owner {cid}: round {rnd} is in the server's ledger only")
-        else:
-            diff = [k for k in EVENT_FIELDS if a.get(k) != b.get(k)]
-            if diff:
-                problems.append(f"owner {cid}: round {rnd}: {', '.join(diff)} differ "
-                                "between the server's and the owner's ledger")
-    return problems
 
 
 @dataclass
@@ -152,7 +140,9 @@ class AuditResult:
 
 def _finding_code(owners: list[OwnerAudit], findings: list[str]) -> int:
     for o in owners:
-        who = f"owner {o.client_id}" if o.scope == "owner" else "the federation (owner-level)"
+        who = {"owner": f"owner {o.client_id}",
+               "lifetime": f"owner {o.client_id}'s own ledger (every run it joined)",
+               "federation": "the federation (owner-level)"}[o.scope]
         if not o.matches:
             findings.append(f"{who}: reported ε {o.reported:.4f} but {o.recomputed_method} "
                             f"recomputes {o.recomputed:.4f}")
@@ -162,69 +152,225 @@ def _finding_code(owners: list[OwnerAudit], findings: list[str]) -> int:
     return EXIT_FINDING if findings else EXIT_OK
 
 
-def audit_ledger_file(path: str | Path) -> AuditResult:
-    """Audit one ledger alone (an owner's own, with ``--node-ledger``)."""
+
+
+def audit_ledger_file(path: str | Path, owner_keys: str | Path | None = None) -> AuditResult:
+    """Audit one owner's own ledger alone (``--node-ledger``); signatures when keys are given."""
     entries = Ledger(path, verify=True).entries if Path(path).exists() else read_ledger(path)
     owners = audit_events(entries, lifetime=True)
     findings = [f"owner {e['client_id']}: trained without DP in run {e['run_id']}, round "
                 f"{e['round']}: no DP guarantee holds for its data"
                 for e in entries if e["mechanism"] == NONPRIVATE]
+    if owner_keys is not None:
+        keys = load_owner_keys(owner_keys)
+        for n, e in enumerate(entries, start=1):
+            findings += _signature_findings(f"{path}: line {n}", e, keys)
     code = _finding_code(owners, findings)
     head = entries[-1]["hash"] if entries else GENESIS
     return AuditResult(str(path), True, len(entries), head, owners, findings, code, entries)
 
 
-def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None) -> AuditResult:
-    """Audit a run directory: chain, head, owners' ledgers, recomputation, budgets.
+def _signature_findings(where: str, entry: dict, keys: dict) -> list[str]:
+    cid = entry.get("client_id")
+    key = keys.get(cid)
+    if key is None:
+        return [f"{where}: no public key of owner {cid} to check its signature (give "
+                "--owner-keys DIR holding owner-N.pub)"]
+    if entry.get("hash") != entry_hash(entry) or not verify(key, entry):
+        return [f"{where}: owner {cid}'s signature does not verify (the event was forged "
+                "or altered)"]
+    return []
 
-    ``owner_ledgers`` is the folder of the owners' own ledgers (``client-N.jsonl``);
-    by default the run's ``ledgers/``, where a simulation keeps them.
+
+def _read_json(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LedgerBroken(f"{path}: cannot be read ({err})") from None
+    if not isinstance(value, dict):
+        raise LedgerBroken(f"{path}: not a JSON object")
+    return value
+
+
+def _anchors(run_dir: Path, report: dict | None) -> list[tuple[str, int | None, str, object]]:
+    """Every place the run recorded the ledger's head: (source, lines, head, run_id)."""
+    out = []
+    if report is not None and isinstance(report.get("privacy"), dict) \
+            and report["privacy"].get("ledger_head"):
+        p = report["privacy"]
+        out.append(("report.json", p.get("ledger_lines"), str(p["ledger_head"]),
+                    report.get("run_id")))
+    for path in sorted((run_dir / "checkpoints").glob("round-*.pt")):
+        try:
+            server = torch.load(path, weights_only=True)["server"]
+            out.append((f"checkpoints/{path.name}", server.get("ledger_lines"),
+                        str(server["ledger_head"]), server.get("run_id")))
+        except Exception as err:  # any unreadable checkpoint is named, not a traceback
+            raise LedgerBroken(f"{path}: cannot be read ({type(err).__name__})") from None
+    return out
+
+
+def _anchor_findings(entries: list[dict], anchors) -> list[str]:
+    """Each anchor must name a line of the chain: lines cut or rewritten after it show."""
+    hashes = [e["hash"] for e in entries]
+    findings = []
+    for source, lines, head, _ in anchors:
+        if lines is None:
+            ok = head in hashes or (head == GENESIS and not entries)
+        else:
+            ok = lines <= len(entries) and (hashes[lines - 1] if lines else GENESIS) == head
+        if not ok:
+            findings.append(f"{source} records the ledger's head {head[:12]}… at line "
+                            f"{lines}, which the ledger does not hold (it was cut back or "
+                            "rewritten)")
+    return findings
+
+
+def _run_line_findings(entries: list[dict], config: ExperimentConfig, keys: dict) -> list[str]:
+    """Every line against the owners' signatures and the proposal in config.toml."""
+    findings, unkeyed = [], set()
+    for n, e in enumerate(entries, start=1):
+        where, cid, signed = f"ledger.jsonl: line {n}", e.get("client_id"), e.get("owner_entry")
+        if e["mechanism"] == "gaussian-aggregate":
+            wanted = (config.client_noise, config.fraction, config.client_clip,
+                      config.client_delta)
+            got = (e["noise_multiplier"], e["sample_rate"], e["max_grad_norm"], e["delta"])
+            if config.client_dp == "none" or got != wanted:
+                said = wanted if config.client_dp != "none" else "no owner-level DP"
+                findings.append(f"{where}: an owner-level release with (noise, fraction, clip, "
+                                f"delta) {got}; config.toml says {said}")
+            continue
+        if signed is None:
+            if e["mechanism"] != "none" or e.get("verdict") != "rejected":
+                findings.append(f"{where}: owner {cid}'s {e['mechanism']} line is not the "
+                                "owner's signed event")
+            continue
+        if cid not in keys:
+            unkeyed.add(cid)
+        else:
+            findings += _signature_findings(where, signed, keys)
+        differ = [k for k, v in signed.items() if k not in OWNER_CHAIN_FIELDS and e.get(k) != v]
+        if differ:
+            findings.append(f"{where}: {', '.join(differ)} differ from owner {cid}'s signed "
+                            "event embedded in the line")
+        if e["mechanism"] == NONPRIVATE and config.private:
+            findings.append(f"{where}: owner {cid} trained without DP in this private run")
+        if e.get("verdict") == "accepted":
+            findings += [f"{where}: {why}" for why in _accepted_findings(signed, config)]
+    findings += [f"owner {cid}: no public key to check its signatures (give --owner-keys "
+                 "DIR holding owner-N.pub)" for cid in sorted(unkeyed, key=str)]
+    return findings
+
+
+def _accepted_findings(event: dict, config: ExperimentConfig) -> list[str]:
+    """An update the coordinator counted must come from a DP-SGD event that fits the proposal."""
+    if event["mechanism"] == NONPRIVATE:
+        return [] if not config.private else ["accepted an update trained without DP"]
+    if event["mechanism"] != "dp-sgd":
+        return [f"accepted an update with a {event['mechanism']} event"]
+    wanted = {"sample_rate": config.sample_rate, "max_grad_norm": config.max_grad_norm,
+              "delta": config.delta, "accountant": config.accountant}
+    out = [f"accepted an update whose {k} {event[k]!r} is not config.toml's {v!r}"
+           for k, v in wanted.items() if event[k] != v]
+    if event["steps"] > config.steps_per_round:
+        out.append(f"accepted an update of {event['steps']} steps; config.toml proposes "
+                   f"{config.steps_per_round} a round")
+    return out
+
+
+def _owner_ledger_findings(server: list[dict], folder: Path, run_ids: set, keys: dict,
+                           owners: list[OwnerAudit]) -> list[str]:
+    """Each owner's own ledger against the server's, in both directions, by signed line."""
+    embedded: dict[int, dict[str, int]] = {}
+    for n, e in enumerate(server, start=1):
+        if e.get("owner_entry") is not None:
+            embedded.setdefault(e["client_id"], {})[e["owner_entry"]["hash"]] = n
+    findings, given = [], set()
+    for path in sorted(folder.glob("client-*.jsonl")) if folder.is_dir() else []:
+        suffix = path.stem.removeprefix("client-")
+        if not suffix.isdigit():
+            continue
+        cid = int(suffix)
+        given.add(cid)
+        mine = read_ledger(path)
+        for n, e in enumerate(mine, start=1):
+            if e["client_id"] != cid:
+                findings.append(f"{path}: line {n} names owner {e['client_id']}")
+            if cid in keys:
+                findings += _signature_findings(f"{path}: line {n}", e, keys)
+        this_run = {e["hash"]: (n, e) for n, e in enumerate(mine, start=1)
+                    if e["run_id"] in run_ids}
+        theirs = embedded.get(cid, {})
+        for digest, (n, e) in this_run.items():
+            if digest not in theirs:
+                findings.append(f"owner {cid}: its ledger's line {n} (round {e['round']}, "
+                                f"{e['mechanism']}) is missing from the server's ledger")
+        for digest, n in theirs.items():
+            if digest not in this_run:
+                findings.append(f"owner {cid}: the server's ledger line {n} holds a signed "
+                                "event that the owner's own ledger lacks")
+        findings += [f"owner {cid}: trained without DP in this run, round {e['round']} (its "
+                     "own ledger says so)" for _, e in this_run.values()
+                     if e["mechanism"] == NONPRIVATE]
+        owners += audit_events(mine, lifetime=True)
+    missing = sorted(set(embedded) - given)
+    if missing:
+        findings.append(f"owners {', '.join(map(str, missing))}: their own ledgers were not "
+                        f"given (--owner-ledgers DIR with client-N.jsonl, looked in {folder}); "
+                        "events the coordinator dropped cannot be found without them")
+    return findings
+
+
+def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
+              owner_keys: str | Path | None = None) -> AuditResult:
+    """Audit a run directory against what the coordinator cannot rewrite.
+
+    The owners' signatures (keys from ``owner_keys``, by default the owners' ledger
+    folder, where a simulation keeps ``owner-N.pub``), the owners' own ledgers
+    (``owner_ledgers``, default ``RUN_DIR/ledgers``), the proposal in config.toml,
+    and every head the run recorded (report.json and each checkpoint); a run that
+    recorded no head at all fails.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LedgerBroken(f"{run_dir}: no such run directory")
-    report_path = run_dir / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    try:
+        config = ExperimentConfig.parse(ExperimentConfig.read_toml(run_dir / "config.toml"),
+                                        f"{run_dir / 'config.toml'}")
+    except ConfigError as err:
+        raise LedgerBroken(f"{run_dir / 'config.toml'}: {err}") from None
+    report = _read_json(run_dir / "report.json")
     ledger_path = run_dir / "ledger.jsonl"
-    no_dp = report is not None and not report["privacy"]["dp"]
-    if not ledger_path.exists() and no_dp and report["privacy"].get("client_level") is None:
+    if not ledger_path.exists() and not config.private and config.client_dp == "none":
         return AuditResult(str(ledger_path), True, 0, GENESIS, [],
                            ["no DP: the run trained without differential privacy"], EXIT_OK)
     entries = read_ledger(ledger_path)
     head = entries[-1]["hash"] if entries else GENESIS
-    recorded = _recorded_head(run_dir, report)
-    if recorded is not None and recorded != head:
-        raise LedgerBroken(f"{ledger_path}: line {len(entries)}: the chain ends at {head[:12]}…, "
-                           f"but the run recorded {recorded[:12]}… (the ledger was rewritten)")
-    owners = audit_events(entries)
-    findings: list[str] = []
-    run_ids = ({report["run_id"]} if report is not None and "run_id" in report
-               else {e["run_id"] for e in entries})
+    anchors = _anchors(run_dir, report)
+    findings = _anchor_findings(entries, anchors)
+    if not anchors:
+        findings.append("no anchor: neither report.json nor any checkpoint records the "
+                        "ledger's head, so a ledger cut back or rewritten cannot be told apart")
+    run_ids = {a[3] for a in anchors if a[3] is not None} or {e["run_id"] for e in entries}
+    if not run_ids:
+        findings.append("the run's id is recorded nowhere (report.json, checkpoints, ledger): "
+                        "the owners' ledgers cannot be matched to this run")
     folder = Path(owner_ledgers) if owner_ledgers is not None else run_dir / "ledgers"
-    for own in sorted(folder.glob("client-*.jsonl")):
-        cid = int(own.stem.removeprefix("client-"))
-        mine = read_ledger(own)
-        findings += compare_owner_ledger(entries, mine, cid, run_ids)
-        findings += [f"owner {cid}: trained without DP in this run, round {e['round']} (its "
-                     "own ledger says so)" for e in mine
-                     if e["mechanism"] == NONPRIVATE and e["run_id"] in run_ids]
+    keys_dir = Path(owner_keys) if owner_keys is not None else folder
+    keys = load_owner_keys(keys_dir) if keys_dir.is_dir() else {}
+    findings += _run_line_findings(entries, config, keys)
+    owners = audit_events(entries, run_budget=config.epsilon if config.private else None)
+    findings += _owner_ledger_findings(entries, folder, run_ids, keys, owners)
     if report is not None:
-        reported = {c["client_id"]: c["epsilon"] for c in report["privacy"]["per_client"]}
+        per_client = report.get("privacy", {}).get("per_client", [])
+        reported = {c.get("client_id"): c.get("epsilon") for c in per_client
+                    if isinstance(c, dict)}
         for o in owners:
             if o.scope == "owner" and reported.get(o.client_id) != o.reported:
                 findings.append(f"owner {o.client_id}: report.json says ε "
                                 f"{reported.get(o.client_id)}, the ledger {o.reported}")
     code = _finding_code(owners, findings)
-    return AuditResult(
-        str(ledger_path), True, len(entries), head, owners, findings, code, entries
-    )
-
-
-def _recorded_head(run_dir: Path, report: dict | None) -> str | None:
-    """The chain head the run itself recorded: report.json's, else the last checkpoint's."""
-    if report is not None and report["privacy"].get("ledger_head"):
-        return report["privacy"]["ledger_head"]
-    from server.checkpoints import load_latest
-
-    latest = load_latest(run_dir)
-    return latest["server"]["ledger_head"] if latest else None
+    return AuditResult(str(ledger_path), True, len(entries), head, owners, findings, code,
+                       entries)

@@ -11,14 +11,15 @@ from simulations.audit import AuditResult
 def render_audit(result: AuditResult, console: Console) -> None:
     """Print the chain status, the per-owner table and the findings."""
     console.print(f"ledger: {result.ledger} · {result.entries} events · chain intact · "
-                  f"head {result.head[:12]}…")
+                  f"head {result.head[:12]}…", soft_wrap=True)
     if result.owners:
         methods = sorted({f"{o.accountant}→{o.recomputed_method}" for o in result.owners})
         table = Table(title=f"ε reported vs recomputed (dp-accounting; {', '.join(methods)})")
         for col in ("owner", "steps", "δ", "reported", "recomputed", "PLD", "budget", "verdict"):
             table.add_column(col, justify="left" if col in ("owner", "verdict") else "right")
         for o in result.owners:
-            who = str(o.client_id) if o.scope == "owner" else "federation"
+            who = {"owner": str(o.client_id), "lifetime": f"{o.client_id} (lifetime)",
+                   "federation": "federation"}[o.scope]
             ok = o.matches and o.within_budget
             verdict = "ok" if ok else ("over budget" if not o.within_budget else "MISMATCH")
             table.add_row(
@@ -28,6 +29,6 @@ def render_audit(result: AuditResult, console: Console) -> None:
             )
         console.print(table)
     for finding in result.findings:
-        console.print(f"finding: {finding}")
-    verdicts = {0: "PASS", 1: "FAIL (a figure does not match or a budget is exceeded)"}
+        console.print(f"finding: {finding}", soft_wrap=True, markup=False)
+    verdicts = {0: "PASS", 1: "FAIL (see the findings above)"}
     console.print(f"audit: {verdicts.get(result.exit_code, 'FAIL')}")

@@ -1,7 +1,10 @@
-"""``fedsynth certs``: a CA, a SuperLink TLS certificate and SuperNode key pairs for deployment.
+"""``fedsynth certs``: a CA, a SuperLink TLS certificate, SuperNode keys and owners' signing keys.
 
 TLS secures every SuperNode-SuperLink connection; SuperNode authentication lets
 only registered node keys join (Flower 1.42 wants NIST EC keys in OpenSSH format).
+Each owner's Ed25519 signing key (``owner-N.key``, its node_config's ``signing-key``)
+signs its ledger lines; ``owner-N.pub`` goes to the coordinator (run config
+``owner-keys``) and to the auditor (``fedsynth audit --owner-keys``).
 Private keys are written with mode 0600; every file is written atomically.
 """
 
@@ -18,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from privacy.atomic import write_with
+from privacy.signing import public_path, write_key_pair
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -47,7 +51,7 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
 
 
 def make_certificates(out: Path, hosts: list[str], nodes: int, days: int = 365) -> list[Path]:
-    """Write ca.crt/ca.key, server.crt/server.key and node-N.key/node-N.pub; return the paths."""
+    """Write ca.crt/ca.key, server.crt/server.key, node-N and owner-N key pairs; return paths."""
     out.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP384R1())
@@ -102,4 +106,6 @@ def make_certificates(out: Path, hosts: list[str], nodes: int, days: int = 365) 
         )
         written.append(_write(out / f"node-{i}.key", private, private=True))
         written.append(_write(out / f"node-{i}.pub", public + b"\n"))
+        write_key_pair(out / f"owner-{i}.key")
+        written += [out / f"owner-{i}.key", public_path(out / f"owner-{i}.key")]
     return written

@@ -71,15 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     aud = sub.add_parser(
         "audit",
         help="verify a run's ledger and recompute every epsilon with dp-accounting",
-        description="Exit 0: chain intact, every epsilon recomputed within 1%% and within "
-        "budget; 1: a figure does not match or a budget is exceeded; 2: a ledger cannot be "
-        "read or its chain is broken.",
+        description="Exit 0: chain intact and anchored, every owner event signed by its "
+        "owner and matching the owner's own ledger, every epsilon recomputed within 1%% and "
+        "within budget; 1: a finding (named); 2: a ledger cannot be read or its chain is "
+        "broken.",
     )
     aud.add_argument("run_dir", nargs="?", type=Path, help="the run directory")
     aud.add_argument("--node-ledger", type=Path, help="audit one owner's own ledger alone")
     aud.add_argument("--owner-ledgers", type=Path,
                      help="folder of the owners' own ledgers (client-N.jsonl) to compare with "
                      "the run's (default: RUN_DIR/ledgers)")
+    aud.add_argument("--owner-keys", type=Path,
+                     help="folder of the owners' public signing keys (owner-N.pub), as the "
+                     "owners gave them (default: the owner-ledgers folder)")
     sw = sub.add_parser("sweep", help="run the privacy-utility trade-off over ε, models, seeds")
     sw.add_argument("--epsilons", default="0.5,1,2,4,8,inf")
     sw.add_argument("--models", default="vae")
@@ -99,13 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("run_dir", type=Path)
     certs = sub.add_parser(
-        "certs", help="create a CA, a SuperLink certificate and SuperNode keys for deployment"
+        "certs", help="create a CA, a SuperLink certificate, SuperNode keys and owners' "
+        "signing keys for deployment"
     )
     certs.add_argument("out_dir", type=Path)
     certs.add_argument("--host", action="append", default=[],
                        help="SuperLink host name or address for the certificate (repeatable; "
                        "localhost, 127.0.0.1 and ::1 are always included)")
-    certs.add_argument("--nodes", type=int, default=2, help="SuperNode key pairs to create")
+    certs.add_argument("--nodes", type=int, default=2,
+                       help="SuperNode key pairs (node-N) and owner signing keys (owner-N) to "
+                       "create")
     return parser
 
 
@@ -184,9 +191,9 @@ def _audit(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     try:
         if args.node_ledger is not None:
-            result = audit_ledger_file(args.node_ledger)
+            result = audit_ledger_file(args.node_ledger, args.owner_keys)
         else:
-            result = audit_run(args.run_dir, args.owner_ledgers)
+            result = audit_run(args.run_dir, args.owner_ledgers, args.owner_keys)
     except LedgerBroken as err:
         print(f"fedsynth audit: ledger broken: {err}", file=sys.stderr)
         return EXIT_BROKEN

@@ -111,16 +111,17 @@ def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
         reg = _flwr(fed, "supernode", "register", str(fed["certs"] / f"node-{i}.pub"), "fedsynth")
         assert reg.returncode == 0 and "registered successfully" in reg.stdout, reg.stdout
         own = fed["tmp"] / f"owner-{i}.{suffix}"
-        ledger = fed["tmp"] / f"owner-{i}-ledger.jsonl"
+        ledger = fed["tmp"] / "owner-ledgers" / f"client-{i}.jsonl"
         # An owner of a table names its own schema; an owner of images names none.
         table = f'schema-path="{schema}" ' if suffix == "csv" else ""
         _supernode(fed, i, node_config=f'data-path="{own}" {table}'
                                        f'client-id={i} ledger-path="{ledger}" '
+                                       f'signing-key="{fed["certs"] / f"owner-{i}.key"}" '
                                        'epsilon-budget=8.0')
     run_dir = fed["tmp"] / "run"
     proc = _flwr(fed, "run", ".", "fedsynth", "--stream", "--run-config",
                  f'dataset="{dataset}" num-clients=2 rounds=2 hidden-dim=16 '
-                 f'synthetic-samples=100 run-dir="{run_dir}"',
+                 f'synthetic-samples=100 run-dir="{run_dir}" owner-keys="{fed["certs"]}"',
                  timeout=170)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = json.loads(_flwr(fed, "list", "--format", "json").stdout)
@@ -129,12 +130,20 @@ def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
     assert report["rounds_completed"] == 2
     assert sorted(c["client_id"] for c in report["privacy"]["per_client"]) == [0, 1]
     assert (run_dir / "synthetic" / f"synthetic.{suffix}").is_file()
-    audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir)], capture_output=True,
-                           text=True, timeout=120)
+    # The auditor holds the owners' ledgers and public keys, apart from the run directory.
+    audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir), "--owner-ledgers",
+                            str(fed["tmp"] / "owner-ledgers"), "--owner-keys",
+                            str(fed["certs"])], capture_output=True, text=True, timeout=120)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "signature" not in audit.stdout
+    # Without the owners' ledgers the audit cannot vouch for the run: it says so.
+    blind = subprocess.run([BIN / "fedsynth", "audit", str(run_dir)], capture_output=True,
+                           text=True, timeout=120)
+    assert blind.returncode == 1 and "own ledgers were not given" in blind.stdout
     for i in range(2):  # each owner audits its own spend from its own ledger
         own = subprocess.run([BIN / "fedsynth", "audit", "--node-ledger",
-                              str(fed["tmp"] / f"owner-{i}-ledger.jsonl")],
+                              str(fed["tmp"] / "owner-ledgers" / f"client-{i}.jsonl"),
+                              "--owner-keys", str(fed["certs"])],
                              capture_output=True, text=True, timeout=120)
         assert own.returncode == 0, own.stdout + own.stderr
 
@@ -197,14 +206,16 @@ def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(feder
 
     def node_config(i):
         return (f'data-path="{fed["tmp"] / f"owner-{i}.npz"}" client-id={i} '
-                f'epsilon-budget={budget} ledger-path="{ledgers / f"client-{i}.jsonl"}"')
+                f'epsilon-budget={budget} ledger-path="{ledgers / f"client-{i}.jsonl"}" '
+                f'signing-key="{fed["certs"] / f"owner-{i}.key"}"')
 
     nodes = {}
     for i in range(2):
         reg = _flwr(fed, "supernode", "register", str(fed["certs"] / f"node-{i}.pub"), "fedsynth")
         assert reg.returncode == 0, reg.stdout + reg.stderr
         nodes[i] = _supernode(fed, i, node_config=node_config(i))
-    proposal = "num-clients=2 hidden-dim=16 synthetic-samples=100 epsilon=1.5"
+    proposal = (f'num-clients=2 hidden-dim=16 synthetic-samples=100 epsilon=1.5 '
+                f'owner-keys="{fed["certs"]}"')
     first = fed["tmp"] / "run-1"
     submitted = _flwr(fed, "run", ".", "fedsynth", "--run-config",
                       f'{proposal} rounds=4 run-dir="{first}"')
@@ -234,5 +245,6 @@ def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(feder
         assert audit.returncode == 0, audit.stdout + audit.stderr
     for run_dir in (first, second):
         audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir), "--owner-ledgers",
-                                str(ledgers)], capture_output=True, text=True, timeout=120)
+                                str(ledgers), "--owner-keys", str(fed["certs"])],
+                               capture_output=True, text=True, timeout=120)
         assert audit.returncode == 0, audit.stdout + audit.stderr

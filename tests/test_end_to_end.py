@@ -105,7 +105,10 @@ def test_nonprivate_baseline_writes_no_privacy_events_and_is_reproducible(tmp_pa
     report = json.loads((out / "report.json").read_text())
     assert [c["rounds_trained"] for c in report["privacy"]["per_client"]] == [2, 2, 2]
     assert report["privacy"]["dp"] is False and report["privacy"]["epsilon_proposed"] is None
-    assert not (out / "ledger.jsonl").exists() or (out / "ledger.jsonl").read_text() == ""
+    # No spend: every reply is a line saying its owner trained without DP, signed.
+    lines = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and {(e["mechanism"], e["verdict"]) for e in lines} == {
+        ("nonprivate", "accepted")} and all("signature" in e["owner_entry"] for e in lines)
     assert "none (ε = ∞)" in stdout
     again, _ = _simulate(tmp_path / "b", "--epsilon", "inf")
     assert np.allclose(_released(out), _released(again), atol=1e-4)
@@ -156,14 +159,17 @@ def test_audit_of_a_real_run_passes(private_run):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "audit: PASS" in proc.stdout
     audit = json.loads((out / "audit.json").read_text())
-    assert len(audit["owners"]) == 3 and (out / "privacy_budget.png").is_file()
+    # Per owner: this run's spend, and the lifetime spend its own ledger holds.
+    assert sorted((o["scope"], o["client_id"]) for o in audit["owners"]) == sorted(
+        [("owner", i) for i in range(3)] + [("lifetime", i) for i in range(3)])
+    assert (out / "privacy_budget.png").is_file()
     assert sorted((out / "ledgers").iterdir())  # every owner kept its own ledger
 
 
 def test_heterogeneous_budgets_and_client_level_dp_are_enforced_and_audited(tmp_path):
     out, stdout = _simulate(tmp_path, "--epsilon", "4", "--budgets", "0=0.5,2=2",
                             "--rounds", "3", "--client-dp", "fixed", "--client-noise", "0.8",
-                            "--server-momentum", "0")
+                            "--server-momentum", "0", "--fraction", "0.67")
     report = json.loads((out / "report.json").read_text())
     budgets = {c["client_id"]: (c["epsilon"], c["epsilon_budget"])
                for c in report["privacy"]["per_client"]}
@@ -175,7 +181,9 @@ def test_heterogeneous_budgets_and_client_level_dp_are_enforced_and_audited(tmp_
     assert "owner-level" in client_level["relation"]
     entries = [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
     aggregate = [e for e in entries if e["mechanism"] == "gaussian-aggregate"]
+    # One release a round, whoever was sampled, at the sampling rate it was accounted with.
     assert [e["round"] for e in aggregate] == [1, 2, 3]
+    assert {e["sample_rate"] for e in aggregate} == {0.67} and client_level["fraction"] == 0.67
     assert aggregate[-1]["epsilon"] == pytest.approx(
         recompute_epsilon(aggregate, delta=client_level["delta"], method="rdp"), rel=0.01)
     proc = _audit_cli(out)

@@ -4,9 +4,12 @@ import json
 import shutil
 
 import pytest
+import tomli_w
 
 from privacy.accountant import epsilon_of
-from privacy.ledger import Ledger, entry_hash
+from privacy.experiment import ExperimentConfig
+from privacy.ledger import OWNER_CHAIN_FIELDS, Ledger, entry_hash
+from privacy.signing import Signer
 from simulations.audit import EXIT_BROKEN, EXIT_FINDING, EXIT_OK, audit_run
 from simulations.cli import main
 
@@ -24,20 +27,33 @@ def _event(rnd, cid, accountant="rdp", budget=8.0, steps=STEPS, sigma=SIGMA):
     }
 
 
-@pytest.fixture(scope="module")
-def honest(tmp_path_factory):
-    """A run directory with a server ledger, owners' ledgers and a report, as a run writes."""
-    run = tmp_path_factory.mktemp("honest")
+def build_run(run, accountant="rdp", budget=8.0, rounds=3):
+    """A run directory as a run writes it: config, signed owner ledgers embedded, report."""
+    config = ExperimentConfig(num_clients=2, rounds=rounds, local_epochs=2, sample_rate=RATE,
+                              delta=DELTA, accountant=accountant)
+    (run / "config.toml").parent.mkdir(parents=True, exist_ok=True)
+    (run / "config.toml").write_text(tomli_w.dumps(config.to_run_config()))
     ledger = Ledger(run / "ledger.jsonl")
-    owners = {cid: Ledger(run / "ledgers" / f"client-{cid}.jsonl") for cid in (0, 1)}
-    for rnd in (1, 2, 3):
+    owners = {cid: Ledger(run / "ledgers" / f"client-{cid}.jsonl", verify=True,
+                          signer=Signer.load_or_create(run / "ledgers" / f"owner-{cid}.key"))
+              for cid in (0, 1)}
+    for rnd in range(1, rounds + 1):
         for cid in (0, 1):
-            ledger.append(_event(rnd, cid))
-            owners[cid].append(_event(rnd, cid))
-    report = {"run_id": RUN_ID, "privacy": {"dp": True, "ledger_head": ledger.head, "per_client": [
-        {"client_id": cid, "epsilon": _event(3, cid)["epsilon"]} for cid in (0, 1)]}}
+            entry = owners[cid].append(_event(rnd, cid, accountant, budget))
+            copy = {k: v for k, v in entry.items() if k not in OWNER_CHAIN_FIELDS}
+            ledger.append({**copy, "node_id": 10 + cid, "owner_entry": entry,
+                           "verdict": "accepted"})
+    report = {"run_id": RUN_ID, "privacy": {
+        "dp": True, "ledger_head": ledger.head, "ledger_lines": len(ledger.entries),
+        "per_client": [{"client_id": cid, "epsilon": _event(rounds, cid, accountant)["epsilon"]}
+                       for cid in (0, 1)]}}
     (run / "report.json").write_text(json.dumps(report))
     return run
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    return build_run(tmp_path_factory.mktemp("honest"))
 
 
 @pytest.fixture
@@ -132,12 +148,12 @@ def test_rehashed_forgery_is_caught_by_the_recorded_head(run, capsys):
     forged, _ = _rehash(lines)
     _write(run, forged)
     code, out = _audit(run, capsys)
-    assert code == EXIT_BROKEN and "the ledger was rewritten" in out
+    assert code == EXIT_FINDING and "report.json records the ledger's head" in out
 
 
-def test_forgery_with_a_forged_head_is_caught_by_recomputation_and_owner_ledgers(run, capsys):
+def test_forgery_with_a_forged_head_is_caught_by_signatures_and_owner_ledgers(run, capsys):
     lines = _lines(run)
-    lines[5] = lines[5].replace('"noise_multiplier":1.3', '"noise_multiplier":2.6')
+    lines[5] = lines[5].replace('"noise_multiplier":1.3', '"noise_multiplier":2.6', 1)
     forged, head = _rehash(lines)
     _write(run, forged)
     report = json.loads((run / "report.json").read_text())
@@ -145,12 +161,11 @@ def test_forgery_with_a_forged_head_is_caught_by_recomputation_and_owner_ledgers
     (run / "report.json").write_text(json.dumps(report))
     code, out = _audit(run, capsys)
     assert code == EXIT_FINDING
-    assert "owner 1: reported ε" in out
-    assert "owner 1: round 3: noise_multiplier differ" in out
+    assert "ledger.jsonl: line 6: noise_multiplier differ from owner 1's signed event" in out
 
 
 def test_exceeded_budget_exits_1(tmp_path, capsys):
-    ledger = Ledger(tmp_path / "own.jsonl")
+    ledger = Ledger(tmp_path / "own.jsonl", signer=Signer.load_or_create(tmp_path / "k.key"))
     for rnd in (1, 2, 3):
         ledger.append(_event(rnd, 0, budget=2.0))
     code = main(["audit", "--node-ledger", str(tmp_path / "own.jsonl")])
@@ -165,11 +180,8 @@ def test_node_ledger_alone_passes_and_missing_one_is_exit_2(run, capsys):
 
 
 def test_prv_events_are_recomputed_with_pld(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.jsonl")
-    for rnd in (1, 2):
-        ledger.append(_event(rnd, 0, accountant="prv"))
-    result = audit_run(tmp_path)
-    (owner,) = result.owners
-    assert owner.recomputed_method == "pld"
+    result = audit_run(build_run(tmp_path / "run", accountant="prv", rounds=2))
+    owner = result.owners[0]
+    assert owner.scope == "owner" and owner.recomputed_method == "pld"
     assert owner.recomputed == pytest.approx(owner.reported, rel=0.01)
-    assert result.exit_code == EXIT_OK
+    assert result.exit_code == EXIT_OK, result.findings

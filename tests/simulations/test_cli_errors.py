@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--budgets", "0=x"], "budgets: '0=x' is not OWNER=EPSILON"),
         (["--budgets", "12=1"], "budgets='12=1' is not allowed; expected owner ids in 0..9"),
         (["--client-dp", "fixed"], "server-momentum=0.5 is not allowed; expected 0 with --client-dp"),
-        (["--client-dp", "magic"], "client-dp='magic' is not allowed; expected one of none, fixed, adaptive"),
+        (["--client-dp", "adaptive"], "client-dp='adaptive' is not allowed; expected one of none, fixed"),
+        (["--fraction", "0"], "fraction=0.0 is not allowed; expected a probability in (0, 1]"),
         (["--optimizer", "lbfgs"], "optimizer='lbfgs' is not allowed; expected one of sgd, adam"),
     ],
 )

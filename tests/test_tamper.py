@@ -1,0 +1,205 @@
+"""The tamper suite: a coordinator that rewrites what it holds does not pass the audit.
+
+One real simulated run (2 owners, 2 rounds, real Flower and Opacus), the owners'
+ledgers and keys kept apart from the run directory as in a deployment. Each case
+copies it, tampers as a careful forger would (every hash recomputed, every head in
+report.json and the checkpoints moved to match), and the audit must fail naming
+what is wrong. The honest run passes.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from privacy.accountant import epsilon_of
+from privacy.ledger import GENESIS, OWNER_CHAIN_FIELDS, canonical, entry_hash
+from privacy.signing import Signer
+from simulations.audit import EXIT_BROKEN, EXIT_FINDING, EXIT_OK
+from simulations.cli import main
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tamper")
+    cfg = base / "tiny.toml"
+    cfg.write_text("hidden-dim = 16\nlatent-dim = 2\nsynthetic-samples = 100\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulations.cli", "simulate", "--config", str(cfg),
+         "--num-clients", "2", "--rounds", "2", "--out", str(base / "run"),
+         "--owner-ledgers", str(base / "owners")],
+        capture_output=True, text=True, timeout=600, cwd=base,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return base
+
+
+@pytest.fixture
+def fed(honest, tmp_path):
+    shutil.copytree(honest / "run", tmp_path / "run")
+    shutil.copytree(honest / "owners", tmp_path / "owners")
+    return tmp_path
+
+
+def _audit(fed, capsys, *extra):
+    code = main(["audit", str(fed / "run"), "--owner-ledgers", str(fed / "owners"),
+                 "--owner-keys", str(fed / "owners"), *extra])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def _lines(fed):
+    return [json.loads(x) for x in (fed / "run" / "ledger.jsonl").read_text().splitlines()]
+
+
+def _forge(fed, lines, anchors=True):
+    """Write ``lines`` as a chain with fresh hashes and (by default) move every head to it."""
+    prev = GENESIS
+    for e in lines:
+        e["prev_hash"] = prev
+        e["hash"] = entry_hash(e)
+        prev = e["hash"]
+    (fed / "run" / "ledger.jsonl").write_text("".join(canonical(e) + "\n" for e in lines))
+    if not anchors:
+        return
+    report_path = fed / "run" / "report.json"
+    report = json.loads(report_path.read_text())
+    report["privacy"]["ledger_head"], report["privacy"]["ledger_lines"] = prev, len(lines)
+    report_path.write_text(json.dumps(report))
+    for path in (fed / "run" / "checkpoints").glob("round-*.pt"):
+        payload = torch.load(path, weights_only=True)
+        payload["server"]["ledger_head"], payload["server"]["ledger_lines"] = prev, len(lines)
+        torch.save(payload, path)
+
+
+def test_the_honest_run_passes_with_ledgers_and_keys_kept_apart(fed, capsys):
+    assert not (fed / "run" / "ledgers").exists()
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_OK, out
+    assert all("owner_entry" in e and "signature" in e["owner_entry"] for e in _lines(fed))
+
+
+def test_dropping_the_last_round_and_moving_every_head_is_caught(fed, capsys):
+    _forge(fed, [e for e in _lines(fed) if e["round"] < 2])
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING
+    assert "(round 2, dp-sgd) is missing from the server's ledger" in out
+
+
+def test_dropping_the_last_round_with_only_the_report_patched_is_caught(fed, capsys):
+    lines = [e for e in _lines(fed) if e["round"] < 2]
+    _forge(fed, lines, anchors=False)
+    report_path = fed / "run" / "report.json"
+    report = json.loads(report_path.read_text())
+    report["privacy"]["ledger_head"], report["privacy"]["ledger_lines"] = lines[-1]["hash"], 2
+    report_path.write_text(json.dumps(report))
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "checkpoints/round-002.pt records the ledger's head" in out
+
+
+def _halved(e, budget=40.0):
+    sigma = e["noise_multiplier"] / 2
+    eps = epsilon_of([(sigma, e["sample_rate"], e["steps"] * e["round"])],
+                     accountant=e["accountant"], delta=e["delta"])
+    return {**e, "noise_multiplier": sigma, "epsilon": eps, "lifetime_epsilon": eps,
+            "epsilon_budget": budget}
+
+
+def test_halved_noise_and_a_raised_budget_are_caught(fed, capsys):
+    lines = [_halved(e) for e in _lines(fed)]
+    _forge(fed, lines)
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING
+    assert "noise_multiplier, epsilon, lifetime_epsilon, epsilon_budget differ" in out \
+        or "differ from owner" in out, out
+
+
+def test_halved_noise_inside_the_embedded_owner_event_breaks_its_signature(fed, capsys):
+    lines = []
+    for e in _lines(fed):
+        inner = _halved(e["owner_entry"])
+        inner["hash"] = entry_hash(inner)
+        lines.append({**_halved(e), "owner_entry": inner})
+    _forge(fed, lines)
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "signature does not verify" in out
+
+
+def test_an_event_re_signed_with_the_coordinators_own_key_is_caught(fed, capsys):
+    mallory = Signer.load_or_create(fed / "mallory.key")
+    lines = _lines(fed)
+    inner = {**_halved(lines[0]["owner_entry"], budget=8.0), "key_id": mallory.key_id}
+    inner["hash"] = entry_hash(inner)
+    inner["signature"] = mallory.sign(inner["hash"])
+    copy = {k: v for k, v in inner.items() if k not in OWNER_CHAIN_FIELDS}
+    lines[0] = {**lines[0], **copy, "owner_entry": inner}
+    _forge(fed, lines)
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "line 1: owner" in out and "signature does not verify" in out
+
+
+def test_a_truncated_ledger_without_report_or_checkpoints_fails(fed, capsys):
+    (fed / "run" / "ledger.jsonl").write_text("")
+    (fed / "run" / "report.json").unlink()
+    shutil.rmtree(fed / "run" / "checkpoints")
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "no anchor" in out
+    assert "the run's id is recorded nowhere" in out
+
+
+def test_an_unsigned_spend_the_coordinator_made_up_is_caught(fed, capsys):
+    lines = _lines(fed)
+    fake = {k: v for k, v in lines[0].items() if k != "owner_entry"} | {"round": 3}
+    _forge(fed, [*lines, fake])
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "line 5: owner" in out
+    assert "is not the owner's signed event" in out
+
+
+def test_an_accepted_reply_with_mechanism_none_is_caught(fed, capsys):
+    """A malicious owner signs a refusal but sends weights; a coordinator that counts it fails."""
+    owner = Signer.load_or_create(fed / "owners" / "owner-0.key")
+    lines = _lines(fed)
+    inner = {"round": 2, "client_id": 0, "run_id": lines[0]["run_id"], "mechanism": "none",
+             "reason": "x", "prev_hash": lines[0]["owner_entry"]["hash"],
+             "key_id": owner.key_id}
+    inner["hash"] = entry_hash(inner)
+    inner["signature"] = owner.sign(inner["hash"])
+    copy = {k: v for k, v in inner.items() if k not in OWNER_CHAIN_FIELDS}
+    _forge(fed, [*lines, {**copy, "node_id": 1, "owner_entry": inner, "verdict": "accepted"}])
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "accepted an update with a none event" in out
+
+
+def test_an_owner_level_release_the_run_never_proposed_is_caught(fed, capsys):
+    lines = _lines(fed)
+    release = {"round": 2, "client_id": None, "run_id": lines[0]["run_id"],
+               "mechanism": "gaussian-aggregate", "noise_multiplier": 50.0, "sample_rate": 1.0,
+               "steps": 1, "max_grad_norm": 1.0, "delta": 1e-3, "accountant": "rdp",
+               "epsilon": 0.01, "lifetime_epsilon": 0.01, "epsilon_budget": None}
+    _forge(fed, [*lines, release])
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "config.toml says no owner-level DP" in out
+
+
+def test_without_the_owners_ledgers_the_audit_does_not_vouch(fed, capsys):
+    code = main(["audit", str(fed / "run"), "--owner-keys", str(fed / "owners")])
+    out = capsys.readouterr().out
+    assert code == EXIT_FINDING and "their own ledgers were not given" in out
+
+
+def test_without_the_owners_keys_the_audit_does_not_vouch(fed, capsys):
+    code = main(["audit", str(fed / "run"), "--owner-ledgers", str(fed / "owners"),
+                 "--owner-keys", str(fed / "run")])
+    out = capsys.readouterr().out
+    assert code == EXIT_FINDING and "no public key to check its signatures" in out
+
+
+def test_an_altered_line_without_new_hashes_is_a_broken_chain(fed, capsys):
+    path = fed / "run" / "ledger.jsonl"
+    path.write_text(path.read_text().replace('"steps":4', '"steps":1', 1))
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_BROKEN and "hash does not match" in out
