@@ -294,3 +294,18 @@ def test_a_simulated_owner_refuses_a_new_split_on_its_old_ledger(tmp_path):
     _call(node, 1)
     refused = _privacy(_call(node, 2, {**RUN, "seed": 1}))
     assert refused["status"] == "refused" and "another split of the data" in refused["reason"]
+
+
+def test_every_reply_carries_the_owners_signed_line_and_a_bad_key_stops_it(tmp_path):
+    from privacy.signing import load_owner_keys, verify
+
+    node = _node(tmp_path)
+    record = dict(_call(node, 1).content["privacy"])
+    entry = json.loads(record["entry"])
+    assert entry == read_ledger(tmp_path / "owner-0.jsonl")[-1]
+    assert verify(load_owner_keys(tmp_path)[0], entry)  # owner-0.key made on first use
+    (tmp_path / "owner-0.key").write_text("not a key")
+    reply = _privacy(_call(node, 2))
+    assert reply == {"status": "failed", "client_id": 0,
+                     "reason": "the owner's signing key is unreadable"}
+    assert len(read_ledger(tmp_path / "owner-0.jsonl")) == 1

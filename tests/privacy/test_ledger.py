@@ -1,6 +1,8 @@
 import json
 
-from privacy.ledger import GENESIS, Ledger, entry_hash
+import pytest
+
+from privacy.ledger import GENESIS, Ledger, LedgerBroken, entry_hash, read_ledger
 
 
 def test_entries_are_chained_and_hashed(tmp_path):
@@ -25,3 +27,21 @@ def test_no_temp_files_are_left_behind(tmp_path):
     for r in range(3):
         ledger.append({"round": r})
     assert [p.name for p in tmp_path.iterdir()] == ["l.jsonl"]
+
+
+def test_signed_lines_verify_and_a_replaced_key_stops_the_owner(tmp_path):
+    from privacy.signing import Signer, load_owner_keys, verify
+
+    signer = Signer.load_or_create(tmp_path / "owner-0.key")
+    ledger = Ledger(tmp_path / "client-0.jsonl", verify=True, signer=signer)
+    entry = ledger.append({"round": 1, "client_id": 0, "run_id": 1, "mechanism": "none",
+                           "reason": "x"})
+    key = load_owner_keys(tmp_path)[0]
+    assert entry["key_id"] == signer.key_id and verify(key, entry)
+    assert entry["hash"] == entry_hash(entry)  # the signature is outside the hashed body
+    assert not verify(key, {**entry, "reason": "y", "hash": entry_hash({**entry, "reason": "y"})})
+    assert read_ledger(tmp_path / "client-0.jsonl") == [entry]
+    (tmp_path / "owner-0.key").unlink()  # a lost key is a new key: the owner refuses
+    with pytest.raises(LedgerBroken, match="signing key was replaced"):
+        Ledger(tmp_path / "client-0.jsonl", verify=True,
+               signer=Signer.load_or_create(tmp_path / "owner-0.key"))
