@@ -46,7 +46,7 @@ from privacy.accountant import (
     steps_that_fit,
 )
 from privacy.atomic import write_text
-from privacy.experiment import ConfigError, ExperimentConfig
+from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
 from privacy.ledger import NONPRIVATE, REFUSAL, Ledger, LedgerBroken, canonical, locked
 from privacy.policy import OwnerPolicy
 from privacy.signing import Signer, SigningKeyError, public_text
@@ -83,6 +83,8 @@ class Request:
     run_id: int
     server_round: int
     proposal: ExperimentConfig
+    digest: str
+    """sha256 of the proposal, signed into every line of this request (see proposal_digest)."""
 
 
 def train_round(msg: Message, context: Context, run_config: dict, node_config: dict) -> Message:
@@ -111,15 +113,17 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
             except ConfigError as err:
                 return _refuse(msg, ledger, cid, context.run_id, server_round,
                                Refusal(f"the proposal is invalid: {err}"))
-            request = Request(context.run_id, server_round, proposal)
+            request = Request(context.run_id, server_round, proposal,
+                              proposal_digest(proposal))
             try:
                 return _train_within_policy(msg, ledger, policy, request)
             except Refusal as refusal:
-                return _refuse(msg, ledger, cid, request.run_id, server_round, refusal)
+                return _refuse(msg, ledger, cid, request.run_id, server_round, refusal,
+                               request.digest)
             except Exception as err:  # the details stay here: they may name data values
                 log(WARNING, "fedsynth owner %s: training failed: %r", cid, err)
                 return _refuse(msg, ledger, cid, request.run_id, server_round,
-                               Refusal(FAILED, status="failed"))
+                               Refusal(FAILED, status="failed"), request.digest)
     except LedgerBroken as err:
         log(WARNING, "fedsynth owner %s: refusing to train: %s", cid, err)
         return _reply(msg, None, None, {"status": "failed", "client_id": cid,
@@ -147,11 +151,12 @@ def _global_weights_in_range(model: torch.nn.Module) -> bool:
 
 
 def _refuse(msg: Message, ledger: Ledger, cid: int, run_id: int, server_round: int,
-            refusal: Refusal) -> Message:
+            refusal: Refusal, digest: str | None = None) -> Message:
     reason = str(refusal)
     log(WARNING, "fedsynth owner %s: round %s: %s", cid, server_round, reason)
-    entry = ledger.append({"round": server_round, "client_id": cid, "run_id": run_id,
-                           "mechanism": REFUSAL, "reason": reason})
+    event = {"round": server_round, "client_id": cid, "run_id": run_id, "mechanism": REFUSAL,
+             "reason": reason}
+    entry = ledger.append(event if digest is None else event | {"proposal": digest})
     return _reply(msg, None, None, _signed(refusal.status, entry, ledger))
 
 
@@ -267,7 +272,8 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
             learning_rate=p.learning_rate, max_norm=p.max_grad_norm, optimizer=p.optimizer,
         )
         entry = ledger.append({"round": request.server_round, "client_id": cid,
-                               "run_id": request.run_id, "mechanism": NONPRIVATE,
+                               "run_id": request.run_id, "proposal": request.digest,
+                               "mechanism": NONPRIVATE,
                                "reason": "trained without DP (epsilon=inf proposed; the "
                                          "owner's policy allows it): no DP guarantee holds "
                                          "for this data"})
@@ -301,6 +307,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         "round": request.server_round,
         "client_id": cid,
         "run_id": request.run_id,
+        "proposal": request.digest,
         "mechanism": "dp-sgd",
         "noise_multiplier": sigma,
         "sample_rate": q,

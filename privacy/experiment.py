@@ -10,6 +10,8 @@ It is a *proposal*: what protects an owner's records comes from its own
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
@@ -212,6 +214,16 @@ class ExperimentConfig:
                 _fail("client_delta", self.client_delta,
                       f"a value in (0, 1/{self.num_clients}) (one over the number of owners)")
         return self
+
+
+def proposal_digest(config: ExperimentConfig) -> str:
+    """sha256 of a proposal's canonical JSON: owners sign it into every event they record.
+
+    It binds each owner's record to the exact proposal it trained under, so the
+    config.toml an auditor reads can be checked against what the owners were asked.
+    """
+    text = json.dumps(config.to_run_config(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def coerce(source: str, key: str, value, kind):

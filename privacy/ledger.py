@@ -92,7 +92,8 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         raise LedgerBroken(f"{path}: line {n}: {why}")
 
     for key, kind in (("verdict", str), ("rejection", str), ("owner_entry", dict),
-                      ("key_id", str), ("signature", str), ("node_id", int)):
+                      ("key_id", str), ("signature", str), ("node_id", int),
+                      ("proposal", str)):
         if key in e and not isinstance(e[key], kind):
             bad(f"{key}={e[key]!r} has the wrong type")
     if "verdict" in e and e["verdict"] not in VERDICTS:
@@ -109,6 +110,8 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
     def number(key, low=-math.inf, high=math.inf, integer=False, low_open=False):
         v = e[key]
         ok = isinstance(v, int if integer else (int, float)) and not isinstance(v, bool)
+        if ok and isinstance(v, int) and abs(v) > 2**63:  # beyond any real count; no overflow
+            ok = False
         if not ok or not math.isfinite(v) or v < low or v > high or (low_open and v == low):
             bad(f"{key}={v!r} is not a valid value")
 

@@ -4,7 +4,7 @@ Neighbouring relation: add or remove one owner's entire contribution. Each round
 every owner that can still train is selected independently with probability
 ``q = fraction`` (Poisson sampling; the coin is the coordinator's, from OS entropy);
 each update (all networks as one vector) is clipped to C with Flower's
-``compute_clip_model_update``; the clipped updates are summed and divided by the
+``clip_inputs_inplace``; the clipped updates are summed and divided by the
 *fixed* expected count ``q * num_clients``, and Gaussian noise of std ``z C / (q N)``
 is added. Adding or removing one owner moves the sum by at most C whoever replies,
 so every round is one Poisson-subsampled Gaussian mechanism with multiplier ``z``
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message
-from flwr.supercore.differential_privacy import compute_clip_model_update
+from flwr.supercore.differential_privacy import clip_inputs_inplace, get_norm
 
 from privacy.accountant import epsilon_of
 from privacy.experiment import ExperimentConfig
@@ -67,20 +67,25 @@ class ClientLevelGaussian:
 
     def aggregate(self, current: ArrayRecord, replies: list[Message]) -> ArrayRecord:
         """The next global model from the accepted replies (possibly none)."""
-        base = current.to_numpy_ndarrays()
+        names = list(current.keys())
+        base = [current[k].numpy() for k in names]
         total = [np.zeros_like(a, dtype=np.float64) for a in base]
         for reply in replies:
-            update = reply.content["arrays"].to_numpy_ndarrays()
-            compute_clip_model_update(update, base, self.dp.clip)  # update := base + clip
-            for t, u, b in zip(total, update, base, strict=True):
-                t += np.asarray(u, dtype=np.float64) - b
+            record = reply.content["arrays"]
+            delta = [record[k].numpy().astype(np.float64) - b for k, b in zip(names, base,
+                                                                               strict=True)]
+            if get_norm(delta) == 0:  # nothing to add (and nothing to divide by)
+                continue
+            clip_inputs_inplace(delta, self.dp.clip)
+            for t, d in zip(total, delta, strict=True):
+                t += d
         std = self.dp.noise_multiplier * self.dp.clip / self.dp.denominator
         new = [
             (b + t / self.dp.denominator + self._rng.normal(0.0, std, b.shape)).astype(b.dtype)
             for b, t in zip(base, total, strict=True)
         ]
         self.rounds += 1
-        return ArrayRecord(dict(zip(current.keys(), (Array(a) for a in new), strict=True)))
+        return ArrayRecord(dict(zip(names, (Array(a) for a in new), strict=True)))
 
     @property
     def epsilon(self) -> float:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from flwr.app import Message
+from flwr.app import Message, MetricRecord, RecordDict
 
-from privacy.experiment import ExperimentConfig
+from privacy.experiment import ExperimentConfig, proposal_digest
 from privacy.ledger import (
     NONPRIVATE,
     OWNER_CHAIN_FIELDS,
@@ -77,51 +77,66 @@ class ReplyJudge:
         self.owner_node: dict[int, int] = {}
         self.seen: set[str] = set()
         self.rounds_of: set[tuple[int, int]] = set()
+        self.proposal = proposal_digest(settings)
 
     def judge(self, reply: Message, server_round: int,
               global_arrays: dict[str, torch.Tensor]) -> Judgement:
         """The verdict on one reply and its ledger line; never raises on the reply's content."""
         node = int(reply.metadata.src_node_id)
         base = {"round": server_round, "run_id": self.run_id, "node_id": node}
-        claimed = self.node_owner.get(node)
-        status = None
         try:
-            if reply.has_error():
-                raise Rejected(f"the node replied with an error: {_short(reply.error.reason)}")
-            record = _privacy_record(reply)
-            status = record.get("status")
-            if status not in STATUSES:
-                raise Rejected(f"unknown status {_short(status)}")
-            claimed = self._claim(node, record.get("client_id"))
-            text = record.get("entry")
-            if text is None:
-                return self._unsigned(base, claimed, status, record, reply)
-            entry = self._authentic(text, node, claimed, server_round, record)
+            return self._judge(reply, server_round, global_arrays, base)
         except Rejected as why:
-            line = {**base, "client_id": claimed, "mechanism": REFUSAL, "verdict": "rejected",
-                    "reason": str(why)}
-            return Judgement(line, status)
+            return Judgement(_rejected(base, self.node_owner.get(node), str(why)), None)
+        except Exception as err:  # whatever a crafted reply triggers, the round goes on
+            why = f"the reply cannot be read ({type(err).__name__})"
+            return Judgement(_rejected(base, self.node_owner.get(node), why), None)
+
+    def _judge(self, reply: Message, server_round: int, global_arrays: dict[str, torch.Tensor],
+               base: dict) -> Judgement:
+        node = base["node_id"]
+        if reply.has_error():
+            raise Rejected(f"the node replied with an error: {_short(reply.error.reason)}")
+        record = _privacy_record(reply)
+        status = record.get("status")
+        if status not in STATUSES:
+            raise Rejected(f"unknown status {_short(status)}")
+        cid = _owner_id(record.get("client_id"))
+        text = record.get("entry")
+        if text is None:
+            return self._unsigned(base, self._claim(node, cid, pin=False), status, record, reply)
+        entry = self._authentic(text, cid, server_round, record)
+        self._claim(node, cid)  # only an owner's own signature binds a node to it
         self.seen.add(entry["hash"])
-        self.rounds_of.add((entry["client_id"], server_round))
+        self.rounds_of.add((cid, server_round))
         line = {**{k: v for k, v in entry.items() if k not in OWNER_CHAIN_FIELDS}, **base,
                 "owner_entry": entry}
         try:
             self._check_content(status, entry, reply, global_arrays)
         except Rejected as why:
             return Judgement(line | {"verdict": "rejected", "rejection": str(why)}, status, entry)
-        verdict = "accepted" if status in UPDATE_STATUSES else "recorded"
-        return Judgement(line | {"verdict": verdict}, status, entry)
+        if status in UPDATE_STATUSES:
+            # What the aggregator reads is rebuilt here: only the checked weights and the
+            # uniform weight, never the reply's own metrics.
+            reply.content = RecordDict({"arrays": reply.content["arrays"],
+                                        "metrics": MetricRecord({"unit-weight": 1})})
+            return Judgement(line | {"verdict": "accepted"}, status, entry)
+        return Judgement(line | {"verdict": "recorded"}, status, entry)
 
-    def _claim(self, node: int, cid) -> int:
-        """The owner a node speaks for: one owner per node and one node per owner, for the run."""
-        if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid <= 10**9:
-            raise Rejected(f"client_id {_short(cid)} is not an owner id")
-        if self.node_owner.setdefault(node, cid) != cid:
+    def _claim(self, node: int, cid: int, pin: bool = True) -> int:
+        """The owner a node speaks for: one owner per node and one node per owner, for the run.
+
+        Only a verified signature pins the pair (``pin``): an unsigned claim could
+        otherwise lock the real owner out.
+        """
+        if self.node_owner.get(node, cid) != cid:
             raise Rejected(f"node {node} claims owner {cid} but spoke for owner "
                            f"{self.node_owner[node]} before")
-        if self.owner_node.setdefault(cid, node) != node:
+        if self.owner_node.get(cid, node) != node:
             raise Rejected(f"node {node} claims owner {cid}, whom node "
                            f"{self.owner_node[cid]} speaks for")
+        if pin:
+            self.node_owner[node], self.owner_node[cid] = cid, node
         return cid
 
     def _unsigned(self, base: dict, cid: int, status: str, record, reply: Message) -> Judgement:
@@ -136,7 +151,7 @@ class ReplyJudge:
                           f"{_short(reason)}"}
         return Judgement(line, status)
 
-    def _authentic(self, text, node: int, cid: int, server_round: int, record) -> dict:
+    def _authentic(self, text, cid: int, server_round: int, record) -> dict:
         """The owner's signed event, checked for form, signature, run, round and novelty."""
         if not isinstance(text, str) or len(text) > MAX_ENTRY_CHARS:
             raise Rejected("the signed event is not a string of at most "
@@ -152,6 +167,8 @@ class ReplyJudge:
             raise Rejected("the signed event carries coordinator fields")
         if entry["client_id"] != cid:
             raise Rejected(f"the event names owner {entry['client_id']}, the reply {cid}")
+        if entry.get("proposal", self.proposal) != self.proposal:
+            raise Rejected("the event was signed for another proposal than this run's")
         if entry.get("hash") != entry_hash(entry):
             raise Rejected("the event's hash does not match its content")
         self._check_signature(cid, entry, record)
@@ -213,13 +230,24 @@ def _check_weights(reply: Message, global_arrays: dict[str, torch.Tensor]) -> No
         update = reply.content["arrays"].to_torch_state_dict()
     except Exception as err:  # any malformed record: the reply is rejected, the round goes on
         raise Rejected(f"the reply's weights cannot be read ({_short(err)})") from None
-    if update.keys() != global_arrays.keys():
-        raise Rejected("the reply's weights have other names than the global model's")
+    if list(update) != list(global_arrays):
+        raise Rejected("the reply's weights have other names (or order) than the global model's")
     for name, tensor in update.items():
         if tensor.shape != global_arrays[name].shape:
             raise Rejected(f"weight {name} has shape {tuple(tensor.shape)}")
         if not torch.isfinite(tensor).all():
             raise Rejected(f"weight {name} is not finite")
+
+
+def _owner_id(cid) -> int:
+    if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid <= 10**9:
+        raise Rejected(f"client_id {_short(cid)} is not an owner id")
+    return cid
+
+
+def _rejected(base: dict, cid: int | None, why: str) -> dict:
+    return {**base, "client_id": cid, "mechanism": REFUSAL, "verdict": "rejected",
+            "reason": why}
 
 
 def _privacy_record(reply: Message):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from privacy.experiment import ConfigError, ExperimentConfig
+from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
 from privacy.ledger import (
     GENESIS,
     NONPRIVATE,
@@ -194,19 +194,21 @@ def _read_json(path: Path) -> dict | None:
     return value
 
 
-def _anchors(run_dir: Path, report: dict | None) -> list[tuple[str, int | None, str, object]]:
-    """Every place the run recorded the ledger's head: (source, lines, head, run_id)."""
+def _anchors(run_dir: Path, report: dict | None) -> list[tuple]:
+    """Every place the run recorded the ledger's head: (source, lines, head, run_id, round)."""
     out = []
     if report is not None and isinstance(report.get("privacy"), dict) \
             and report["privacy"].get("ledger_head"):
         p = report["privacy"]
+        rounds = report.get("rounds_completed")
         out.append(("report.json", p.get("ledger_lines"), str(p["ledger_head"]),
-                    report.get("run_id")))
+                    report.get("run_id"), rounds if isinstance(rounds, int) else 0))
     for path in sorted((run_dir / "checkpoints").glob("round-*.pt")):
         try:
-            server = torch.load(path, weights_only=True)["server"]
+            payload = torch.load(path, weights_only=True)
+            server = payload["server"]
             out.append((f"checkpoints/{path.name}", server.get("ledger_lines"),
-                        str(server["ledger_head"]), server.get("run_id")))
+                        str(server["ledger_head"]), server.get("run_id"), int(payload["round"])))
         except Exception as err:  # any unreadable checkpoint is named, not a traceback
             raise LedgerBroken(f"{path}: cannot be read ({type(err).__name__})") from None
     return out
@@ -216,7 +218,7 @@ def _anchor_findings(entries: list[dict], anchors) -> list[str]:
     """Each anchor must name a line of the chain: lines cut or rewritten after it show."""
     hashes = [e["hash"] for e in entries]
     findings = []
-    for source, lines, head, _ in anchors:
+    for source, lines, head, *_ in anchors:
         if lines is None:
             ok = head in hashes or (head == GENESIS and not entries)
         else:
@@ -230,7 +232,7 @@ def _anchor_findings(entries: list[dict], anchors) -> list[str]:
 
 def _run_line_findings(entries: list[dict], config: ExperimentConfig, keys: dict) -> list[str]:
     """Every line against the owners' signatures and the proposal in config.toml."""
-    findings, unkeyed = [], set()
+    findings, unkeyed, digest = [], set(), proposal_digest(config)
     for n, e in enumerate(entries, start=1):
         where, cid, signed = f"ledger.jsonl: line {n}", e.get("client_id"), e.get("owner_entry")
         if e["mechanism"] == "gaussian-aggregate":
@@ -243,7 +245,7 @@ def _run_line_findings(entries: list[dict], config: ExperimentConfig, keys: dict
                                 f"delta) {got}; config.toml says {said}")
             continue
         if signed is None:
-            if e["mechanism"] != "none" or e.get("verdict") != "rejected":
+            if e["mechanism"] != "none" or e.get("verdict") not in ("rejected", "recorded"):
                 findings.append(f"{where}: owner {cid}'s {e['mechanism']} line is not the "
                                 "owner's signed event")
             continue
@@ -251,6 +253,10 @@ def _run_line_findings(entries: list[dict], config: ExperimentConfig, keys: dict
             unkeyed.add(cid)
         else:
             findings += _signature_findings(where, signed, keys)
+        if signed.get("proposal", digest) != digest:
+            findings.append(f"{where}: owner {cid} signed another proposal than config.toml "
+                            "(config.toml was changed after the run, or the owners were asked "
+                            "something else)")
         differ = [k for k, v in signed.items() if k not in OWNER_CHAIN_FIELDS and e.get(k) != v]
         if differ:
             findings.append(f"{where}: {', '.join(differ)} differ from owner {cid}'s signed "
@@ -262,6 +268,23 @@ def _run_line_findings(entries: list[dict], config: ExperimentConfig, keys: dict
     findings += [f"owner {cid}: no public key to check its signatures (give --owner-keys "
                  "DIR holding owner-N.pub)" for cid in sorted(unkeyed, key=str)]
     return findings
+
+
+def _release_findings(entries: list[dict], config: ExperimentConfig, last_round: int) -> list[str]:
+    """Under owner-level DP every round up to the last one the run reached is one release."""
+    if config.client_dp == "none":
+        return []
+    rounds = [e["round"] for e in entries if e["mechanism"] == "gaussian-aggregate"]
+    missing = [r for r in range(1, last_round + 1) if r not in rounds]
+    twice = sorted({r for r in rounds if rounds.count(r) > 1})
+    out = []
+    if missing:
+        out.append(f"owner-level DP: no release is recorded for round(s) "
+                   f"{', '.join(map(str, missing))} (the run reached round {last_round})")
+    if twice:
+        out.append(f"owner-level DP: round(s) {', '.join(map(str, twice))} have more than "
+                   "one release")
+    return out
 
 
 def _accepted_findings(event: dict, config: ExperimentConfig) -> list[str]:
@@ -281,8 +304,13 @@ def _accepted_findings(event: dict, config: ExperimentConfig) -> list[str]:
 
 
 def _owner_ledger_findings(server: list[dict], folder: Path, run_ids: set, keys: dict,
-                           owners: list[OwnerAudit]) -> list[str]:
-    """Each owner's own ledger against the server's, in both directions, by signed line."""
+                           owners: list[OwnerAudit], config: ExperimentConfig,
+                           last_round: int) -> tuple[list[str], int]:
+    """Each owner's own ledger against the server's, in both directions, by signed line.
+
+    Returns the findings and the last round of this run any owner recorded.
+    """
+    attested = False
     embedded: dict[int, dict[str, int]] = {}
     for n, e in enumerate(server, start=1):
         if e.get("owner_entry") is not None:
@@ -311,27 +339,39 @@ def _owner_ledger_findings(server: list[dict], folder: Path, run_ids: set, keys:
             if digest not in this_run:
                 findings.append(f"owner {cid}: the server's ledger line {n} holds a signed "
                                 "event that the owner's own ledger lacks")
-        findings += [f"owner {cid}: trained without DP in this run, round {e['round']} (its "
-                     "own ledger says so)" for _, e in this_run.values()
-                     if e["mechanism"] == NONPRIVATE]
+        findings += [f"owner {cid}: trained without DP in run {e['run_id']}, round "
+                     f"{e['round']} (its own ledger says so): no DP guarantee holds for its "
+                     "data" for e in mine if e["mechanism"] == NONPRIVATE]
+        digest = proposal_digest(config)
+        findings += [f"owner {cid}: its ledger's line {n} was signed for another proposal "
+                     "than config.toml" for n, e in this_run.values()
+                     if e.get("proposal", digest) != digest]
+        attested |= bool(this_run)
+        last_round = max([last_round, *(e["round"] for _, e in this_run.values())])
         owners += audit_events(mine, lifetime=True)
+    if given and run_ids and not attested:
+        findings.append(f"no owner's ledger holds any line of run {', '.join(map(str, run_ids))}: "
+                        "the run's id is not attested by its owners (pass the id they know "
+                        "with --run-id)")
     missing = sorted(set(embedded) - given)
     if missing:
         findings.append(f"owners {', '.join(map(str, missing))}: their own ledgers were not "
                         f"given (--owner-ledgers DIR with client-N.jsonl, looked in {folder}); "
                         "events the coordinator dropped cannot be found without them")
-    return findings
+    return findings, last_round
 
 
 def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
-              owner_keys: str | Path | None = None) -> AuditResult:
+              owner_keys: str | Path | None = None, run_id: int | None = None) -> AuditResult:
     """Audit a run directory against what the coordinator cannot rewrite.
 
     The owners' signatures (keys from ``owner_keys``, by default the owners' ledger
     folder, where a simulation keeps ``owner-N.pub``), the owners' own ledgers
-    (``owner_ledgers``, default ``RUN_DIR/ledgers``), the proposal in config.toml,
-    and every head the run recorded (report.json and each checkpoint); a run that
-    recorded no head at all fails.
+    (``owner_ledgers``, default ``RUN_DIR/ledgers``), the proposal in config.toml
+    (which the owners signed a digest of), and every head the run recorded
+    (report.json and each checkpoint); a run that recorded no head at all fails.
+    ``run_id`` is the run's id as the owners know it; by default the id the run
+    recorded, which the owners' ledgers must then attest.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -353,7 +393,10 @@ def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
     if not anchors:
         findings.append("no anchor: neither report.json nor any checkpoint records the "
                         "ledger's head, so a ledger cut back or rewritten cannot be told apart")
-    run_ids = {a[3] for a in anchors if a[3] is not None} or {e["run_id"] for e in entries}
+    recorded = {a[3] for a in anchors if a[3] is not None} or {e["run_id"] for e in entries}
+    if run_id is not None and recorded - {run_id}:
+        findings.append(f"the run recorded run id(s) {sorted(recorded, key=str)}, not {run_id}")
+    run_ids = {run_id} if run_id is not None else recorded
     if not run_ids:
         findings.append("the run's id is recorded nowhere (report.json, checkpoints, ledger): "
                         "the owners' ledgers cannot be matched to this run")
@@ -362,7 +405,10 @@ def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
     keys = load_owner_keys(keys_dir) if keys_dir.is_dir() else {}
     findings += _run_line_findings(entries, config, keys)
     owners = audit_events(entries, run_budget=config.epsilon if config.private else None)
-    findings += _owner_ledger_findings(entries, folder, run_ids, keys, owners)
+    last_round = max([0, *(e["round"] for e in entries), *(a[4] for a in anchors)])
+    more, last_round = _owner_ledger_findings(entries, folder, run_ids, keys, owners, config,
+                                              last_round)
+    findings += more + _release_findings(entries, config, last_round)
     if report is not None:
         per_client = report.get("privacy", {}).get("per_client", [])
         reported = {c.get("client_id"): c.get("epsilon") for c in per_client

@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     aud.add_argument("--owner-ledgers", type=Path,
                      help="folder of the owners' own ledgers (client-N.jsonl) to compare with "
                      "the run's (default: RUN_DIR/ledgers)")
+    aud.add_argument("--run-id", type=int,
+                     help="the run's id as the owners know it (default: the id the run "
+                     "recorded, which the owners' ledgers must attest)")
     aud.add_argument("--owner-keys", type=Path,
                      help="folder of the owners' public signing keys (owner-N.pub), as the "
                      "owners gave them (default: the owner-ledgers folder)")
@@ -193,7 +196,7 @@ def _audit(args: argparse.Namespace) -> int:
         if args.node_ledger is not None:
             result = audit_ledger_file(args.node_ledger, args.owner_keys)
         else:
-            result = audit_run(args.run_dir, args.owner_ledgers, args.owner_keys)
+            result = audit_run(args.run_dir, args.owner_ledgers, args.owner_keys, args.run_id)
     except LedgerBroken as err:
         print(f"fedsynth audit: ledger broken: {err}", file=sys.stderr)
         return EXIT_BROKEN

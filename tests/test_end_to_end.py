@@ -112,6 +112,9 @@ def test_nonprivate_baseline_writes_no_privacy_events_and_is_reproducible(tmp_pa
     assert "none (ε = ∞)" in stdout
     again, _ = _simulate(tmp_path / "b", "--epsilon", "inf")
     assert np.allclose(_released(out), _released(again), atol=1e-4)
+    # The audit never vouches for a run trained without DP: the owners' own ledgers say so.
+    proc = _audit_cli(out)
+    assert proc.returncode == 1 and "trained without DP" in proc.stdout
 
 
 def test_two_private_runs_with_the_same_seed_release_different_data(private_run, tmp_path):

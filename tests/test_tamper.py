@@ -1,7 +1,8 @@
 """The tamper suite: a coordinator that rewrites what it holds does not pass the audit.
 
-One real simulated run (2 owners, 2 rounds, real Flower and Opacus), the owners'
-ledgers and keys kept apart from the run directory as in a deployment. Each case
+One real simulated run (2 owners, 2 rounds, real Flower and Opacus, record-level DP
+at each owner and owner-level DP at the coordinator), the owners' ledgers and keys
+kept apart from the run directory as in a deployment. Each case
 copies it, tampers as a careful forger would (every hash recomputed, every head in
 report.json and the checkpoints moved to match), and the audit must fail naming
 what is wrong. The honest run passes.
@@ -30,6 +31,7 @@ def honest(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "simulations.cli", "simulate", "--config", str(cfg),
          "--num-clients", "2", "--rounds", "2", "--out", str(base / "run"),
+         "--client-dp", "fixed", "--server-momentum", "0", "--client-noise", "1.0",
          "--owner-ledgers", str(base / "owners")],
         capture_output=True, text=True, timeout=600, cwd=base,
     )
@@ -75,11 +77,15 @@ def _forge(fed, lines, anchors=True):
         torch.save(payload, path)
 
 
+def _owner_lines(lines):
+    return [e for e in lines if e["mechanism"] != "gaussian-aggregate"]
+
+
 def test_the_honest_run_passes_with_ledgers_and_keys_kept_apart(fed, capsys):
     assert not (fed / "run" / "ledgers").exists()
     code, out = _audit(fed, capsys)
     assert code == EXIT_OK, out
-    assert all("owner_entry" in e and "signature" in e["owner_entry"] for e in _lines(fed))
+    assert all("signature" in e["owner_entry"] for e in _owner_lines(_lines(fed)))
 
 
 def test_dropping_the_last_round_and_moving_every_head_is_caught(fed, capsys):
@@ -109,7 +115,7 @@ def _halved(e, budget=40.0):
 
 
 def test_halved_noise_and_a_raised_budget_are_caught(fed, capsys):
-    lines = [_halved(e) for e in _lines(fed)]
+    lines = [_halved(e) if "owner_entry" in e else e for e in _lines(fed)]
     _forge(fed, lines)
     code, out = _audit(fed, capsys)
     assert code == EXIT_FINDING
@@ -119,7 +125,7 @@ def test_halved_noise_and_a_raised_budget_are_caught(fed, capsys):
 
 def test_halved_noise_inside_the_embedded_owner_event_breaks_its_signature(fed, capsys):
     lines = []
-    for e in _lines(fed):
+    for e in _owner_lines(_lines(fed)):
         inner = _halved(e["owner_entry"])
         inner["hash"] = entry_hash(inner)
         lines.append({**_halved(e), "owner_entry": inner})
@@ -155,7 +161,7 @@ def test_an_unsigned_spend_the_coordinator_made_up_is_caught(fed, capsys):
     fake = {k: v for k, v in lines[0].items() if k != "owner_entry"} | {"round": 3}
     _forge(fed, [*lines, fake])
     code, out = _audit(fed, capsys)
-    assert code == EXIT_FINDING and "line 5: owner" in out
+    assert code == EXIT_FINDING and "line 7: owner" in out
     assert "is not the owner's signed event" in out
 
 
@@ -174,15 +180,49 @@ def test_an_accepted_reply_with_mechanism_none_is_caught(fed, capsys):
     assert code == EXIT_FINDING and "accepted an update with a none event" in out
 
 
-def test_an_owner_level_release_the_run_never_proposed_is_caught(fed, capsys):
+def test_an_owner_level_release_with_other_noise_is_caught(fed, capsys):
     lines = _lines(fed)
-    release = {"round": 2, "client_id": None, "run_id": lines[0]["run_id"],
-               "mechanism": "gaussian-aggregate", "noise_multiplier": 50.0, "sample_rate": 1.0,
-               "steps": 1, "max_grad_norm": 1.0, "delta": 1e-3, "accountant": "rdp",
-               "epsilon": 0.01, "lifetime_epsilon": 0.01, "epsilon_budget": None}
-    _forge(fed, [*lines, release])
+    release = next(e for e in lines if e["mechanism"] == "gaussian-aggregate")
+    release.update(noise_multiplier=50.0, epsilon=0.01, lifetime_epsilon=0.01)
+    _forge(fed, lines)
     code, out = _audit(fed, capsys)
-    assert code == EXIT_FINDING and "config.toml says no owner-level DP" in out
+    assert code == EXIT_FINDING and "an owner-level release with (noise" in out
+
+
+def test_a_dropped_owner_level_release_is_caught(fed, capsys):
+    lines = _lines(fed)
+    last = max(i for i, e in enumerate(lines) if e["mechanism"] == "gaussian-aggregate")
+    _forge(fed, lines[:last] + lines[last + 1:])
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "no release is recorded for round(s) 2" in out
+
+
+def test_a_config_rewritten_after_the_run_is_caught(fed, capsys):
+    """More owner-level noise in config.toml, and in every release to match: owners signed."""
+    path = fed / "run" / "config.toml"
+    path.write_text(path.read_text().replace("client-noise = 1.0", "client-noise = 4.0"))
+    lines = _lines(fed)
+    for e in lines:
+        if e["mechanism"] == "gaussian-aggregate":
+            e.update(noise_multiplier=4.0, epsilon=0.1, lifetime_epsilon=0.1)
+    _forge(fed, lines)
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "signed another proposal than config.toml" in out
+
+
+def test_a_run_record_emptied_under_a_made_up_run_id_is_caught(fed, capsys):
+    _forge(fed, [])
+    for path in [fed / "run" / "report.json", *(fed / "run" / "checkpoints").glob("*.pt")]:
+        if path.suffix == ".json":
+            report = json.loads(path.read_text())
+            report["run_id"], report["privacy"]["per_client"] = 12345, []
+            path.write_text(json.dumps(report))
+        else:
+            payload = torch.load(path, weights_only=True)
+            payload["server"]["run_id"] = 12345
+            torch.save(payload, path)
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "not attested by its owners" in out
 
 
 def test_without_the_owners_ledgers_the_audit_does_not_vouch(fed, capsys):

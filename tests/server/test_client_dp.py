@@ -35,6 +35,15 @@ def test_updates_are_clipped_and_summed_over_a_fixed_denominator():
     assert one.tolist() == pytest.approx([1.3, 1.4], abs=1e-6)  # still / 2, not / 1
 
 
+def test_an_update_equal_to_the_model_or_in_another_order_is_handled():
+    current = ArrayRecord({"a": torch.tensor([1.0]), "b": torch.tensor([2.0, 2.0])})
+    same = SimpleNamespace(content=RecordDict({"arrays": current}))
+    swapped = SimpleNamespace(content=RecordDict({"arrays": ArrayRecord(
+        {"b": torch.tensor([2.0, 2.0]), "a": torch.tensor([1.5])})}))
+    new = ClientLevelGaussian(_dp(fraction=1.0, n=2)).aggregate(current, [same, swapped])
+    assert new.to_torch_state_dict()["a"].tolist() == pytest.approx([1.25], abs=1e-6)
+
+
 def test_the_noise_has_std_z_c_over_the_fixed_denominator_even_with_no_reply():
     current = ArrayRecord({"w": torch.zeros(40_000)})
     gaussian = ClientLevelGaussian(_dp(noise=1.2, clip=0.5, fraction=0.25, n=8))

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from privacy.experiment import ExperimentConfig
 from privacy.ledger import Ledger, canonical, entry_hash
@@ -105,8 +105,9 @@ def test_a_forged_or_altered_event_is_rejected_and_not_embedded(tmp_path, owners
 def test_a_replayed_event_is_rejected(tmp_path, owners):
     judge = _judge(tmp_path)
     _, reply = _signed(owners[0], "trained", _spend())
+    record = dict(reply.content["privacy"])
     assert judge.judge(reply, 1, GLOBAL).counts
-    again = judge.judge(reply, 2, GLOBAL)
+    again = judge.judge(_reply(record), 2, GLOBAL)
     assert again.line["verdict"] == "rejected" and "replayed" in again.line["reason"]
 
 
@@ -165,6 +166,45 @@ def test_a_node_error_and_a_missing_privacy_record_are_ledgered(tmp_path):
     bare = SimpleNamespace(content=RecordDict({}), metadata=SimpleNamespace(src_node_id=9),
                            has_error=lambda: False)
     assert "lacks its 'privacy' record" in judge.judge(bare, 1, GLOBAL).line["reason"]
+
+
+def test_crafted_content_never_raises_out_of_the_judge(tmp_path, owners):
+    """What a reviewer crafted: deep JSON, huge integers, non-JSON floats, alien keys."""
+    judge = _judge(tmp_path, registered=False)
+    entry = owners[0].append(_spend())
+    crafted = [
+        {"entry": '{"a":' + "[" * 5000 + "]" * 5000 + "}"},
+        {"entry": canonical(entry).replace('"round":1', '"round":' + "9" * 400)},
+        {"entry": canonical(entry)[:-1] + ',"x":1e400}'},
+        {"entry": canonical(entry), "public_key": "ssh-foo AAAAB3NzaC1yc2E"},
+    ]
+    for change in crafted:
+        record = {"status": "trained", "client_id": 0, **change}
+        j = judge.judge(_reply(record), 1, GLOBAL)
+        assert j.line["verdict"] == "rejected" and not j.counts, change
+
+
+def test_an_unsigned_claim_cannot_lock_the_real_owner_out(tmp_path, owners):
+    judge = _judge(tmp_path)
+    for record in ({"status": "trained", "client_id": 1, "entry": "garbage"},
+                   {"status": "failed", "client_id": 1, "reason": "x"}):
+        judge.judge(_reply(record, node=9, arrays=False), 1, GLOBAL)
+    _, reply = _signed(owners[1], "trained", _spend(client_id=1), node=6)
+    assert judge.judge(reply, 1, GLOBAL).counts
+
+
+def test_an_accepted_reply_reaches_the_aggregator_with_only_checked_content(tmp_path, owners):
+    _, reply = _signed(owners[0], "trained", _spend())
+    reply.content["metrics"] = MetricRecord({"unit-weight": -1.0, "extra": 3.0})
+    assert _judge(tmp_path).judge(reply, 1, GLOBAL).counts
+    assert set(reply.content.keys()) == {"arrays", "metrics"}
+    assert dict(reply.content["metrics"]) == {"unit-weight": 1}
+
+
+def test_a_signed_event_for_another_proposal_is_rejected(tmp_path, owners):
+    _, reply = _signed(owners[0], "trained", _spend(proposal="0" * 64))
+    j = _judge(tmp_path).judge(reply, 1, GLOBAL)
+    assert j.line["verdict"] == "rejected" and "another proposal" in j.line["reason"]
 
 
 def test_nodes_cannot_switch_or_share_an_owner_identity(tmp_path, owners):
