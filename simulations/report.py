@@ -68,8 +68,10 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
             "fraction": config.fraction,
             "accountant": "rdp (Opacus; Poisson-subsampled Gaussian, fixed denominator)",
             "relation": CLIENT_RELATION,
-            "trust": "the coordinator adds this noise: it holds for what the coordinator "
-                     "releases, not against the coordinator itself",
+            "trust": "the coordinator samples owners, clips and adds this noise: the "
+                     "guarantee holds for the released model and synthetic data, not against "
+                     "the coordinator, and not for the run directory, whose ledger and report "
+                     "name the owners that took part each round",
         }
     budgets = [c["epsilon_budget"] for c in per_client if c["epsilon_budget"] is not None]
     return {
