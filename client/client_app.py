@@ -47,9 +47,17 @@ from privacy.accountant import (
 )
 from privacy.atomic import write_text
 from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
-from privacy.ledger import NONPRIVATE, REFUSAL, Ledger, LedgerBroken, canonical, locked
+from privacy.ledger import (
+    EXHAUSTED,
+    NONPRIVATE,
+    REFUSAL,
+    Ledger,
+    LedgerBroken,
+    canonical,
+    locked,
+)
 from privacy.policy import OwnerPolicy
-from privacy.signing import Signer, SigningKeyError, public_text
+from privacy.signing import SigningKeyError, public_text
 
 app = ClientApp()
 
@@ -101,13 +109,7 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
         return _reply(msg, None, None, {"status": "refused", "client_id": cid,
                                         "reason": "the message has no valid server-round"})
     try:
-        signer = Signer.load_or_create(policy.signing_key)
-    except (SigningKeyError, OSError) as err:
-        log(WARNING, "fedsynth owner %s: cannot sign: %s", cid, err)
-        return _reply(msg, None, None, {"status": "failed", "client_id": cid,
-                                        "reason": "the owner's signing key is unreadable"})
-    try:
-        with locked(policy.ledger_path, signer) as ledger:
+        with locked(policy.ledger_path, policy.signing_key) as ledger:
             try:
                 proposal = ExperimentConfig.parse(run_config, "run_config")
             except ConfigError as err:
@@ -124,6 +126,10 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
                 log(WARNING, "fedsynth owner %s: training failed: %r", cid, err)
                 return _refuse(msg, ledger, cid, request.run_id, server_round,
                                Refusal(FAILED, status="failed"), request.digest)
+    except SigningKeyError as err:
+        log(WARNING, "fedsynth owner %s: cannot sign: %s", cid, err)
+        return _reply(msg, None, None, {"status": "failed", "client_id": cid,
+                                        "reason": "the owner's signing key is unreadable"})
     except LedgerBroken as err:
         log(WARNING, "fedsynth owner %s: refusing to train: %s", cid, err)
         return _reply(msg, None, None, {"status": "failed", "client_id": cid,
@@ -296,13 +302,18 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
 
     steps = fitting(p.steps_per_round) if sigma else 0
     if steps == 0:
-        raise Refusal("the privacy budget is spent", status="exhausted")
+        raise Refusal(EXHAUSTED, status="exhausted")
     outcome = (train_private_gan if gan else train_private)(
         model, data, steps=steps, noise_multiplier=sigma, sample_rate=q,
         max_grad_norm=p.max_grad_norm, normaliser=p.batch_size,
         learning_rate=p.learning_rate, accountant=acc, optimizer=p.optimizer,
     )
     new = (sigma, q, outcome.steps)
+    lifetime.append(new)
+    run.append(new)
+    # Exhausted when not even one more step of this kind would fit; signed, so that a run
+    # that stops early can prove why.
+    exhausted = not fitting(1)
     event = ledger.append({
         "round": request.server_round,
         "client_id": cid,
@@ -315,14 +326,12 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         "max_grad_norm": p.max_grad_norm,
         "delta": delta,
         "accountant": acc,
-        "epsilon": epsilon_of([*run, new], accountant=acc, delta=delta),
-        "lifetime_epsilon": epsilon_of([*lifetime, new], accountant=acc, delta=delta),
+        "epsilon": epsilon_of(run, accountant=acc, delta=delta),
+        "lifetime_epsilon": epsilon_of(lifetime, accountant=acc, delta=delta),
         "epsilon_budget": budget,
+        "exhausted": exhausted,
     })
-    lifetime.append(new)
-    run.append(new)
-    # Exhausted when not even one more step of this kind would fit.
-    status = "trained" if fitting(1) else "trained-exhausted"
+    status = "trained-exhausted" if exhausted else "trained"
     return _reply(msg, model, {}, _signed(status, event, ledger))
 
 

@@ -38,6 +38,8 @@ GENESIS = "0" * 64
 SPEND_MECHANISMS = ("dp-sgd", "gaussian-aggregate")
 REFUSAL = "none"
 NONPRIVATE = "nonprivate"
+EXHAUSTED = "the privacy budget is spent"
+"""An owner's refusal when not one more step fits its budgets (a spend says ``exhausted``)."""
 
 # The fields of a spend, as DESIGN.md names them plus the run it belongs to and the
 # owner's lifetime epsilon; a line holds these plus ``prev_hash`` and ``hash`` (and,
@@ -93,7 +95,7 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
 
     for key, kind in (("verdict", str), ("rejection", str), ("owner_entry", dict),
                       ("key_id", str), ("signature", str), ("node_id", int),
-                      ("proposal", str)):
+                      ("proposal", str), ("exhausted", bool)):
         if key in e and not isinstance(e[key], kind):
             bad(f"{key}={e[key]!r} has the wrong type")
     if "verdict" in e and e["verdict"] not in VERDICTS:
@@ -240,17 +242,20 @@ class Ledger:
 
 
 @contextlib.contextmanager
-def locked(path: str | Path, signer: Signer | None = None) -> Iterator[Ledger]:
+def locked(path: str | Path, signing_key: str | Path | None = None) -> Iterator[Ledger]:
     """Hold an exclusive lock on ``path`` (through ``PATH.lock``) and yield the verified ledger.
 
     Everything that reads the history and appends a spend happens inside one lock, so
-    concurrent messages to one owner (or two processes sharing its ledger) are serialised.
+    concurrent messages to one owner (or two processes sharing its ledger) are serialised;
+    the owner's signing key is read (or made, on first use) inside it too, so two first
+    messages cannot make two keys. A bad key raises SigningKeyError.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
+            signer = Signer.load_or_create(signing_key) if signing_key else None
             yield Ledger(path, verify=True, signer=signer)
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

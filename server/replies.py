@@ -146,9 +146,10 @@ class ReplyJudge:
         reason = record.get("reason")
         if not isinstance(reason, str) or not reason:
             raise Rejected("an unsigned refusal without a reason")
-        line = {**base, "client_id": cid, "mechanism": REFUSAL, "verdict": "recorded",
-                "reason": f"{status} (unsigned, not in the owner's ledger): "
-                          f"{_short(reason)}"}
+        # Unsigned, so it is attributed to no owner: anyone could have sent it.
+        line = {**base, "client_id": None, "mechanism": REFUSAL, "verdict": "recorded",
+                "reason": f"{status}, unsigned (claims owner {cid}; not in any owner's "
+                          f"ledger): {_short(reason)}"}
         return Judgement(line, status)
 
     def _authentic(self, text, cid: int, server_round: int, record) -> dict:
@@ -200,6 +201,9 @@ class ReplyJudge:
         s = self.settings
         if MECHANISM_OF[status] != entry["mechanism"]:
             raise Rejected(f"status {status} with a {entry['mechanism']} event")
+        if status in ("trained", "trained-exhausted") and \
+                entry.get("exhausted", False) != (status == "trained-exhausted"):
+            raise Rejected(f"status {status} disagrees with the event's exhausted flag")
         if status not in UPDATE_STATUSES:
             if "arrays" in reply.content:
                 raise Rejected(f"status {status} carries weights")
@@ -235,6 +239,9 @@ def _check_weights(reply: Message, global_arrays: dict[str, torch.Tensor]) -> No
     for name, tensor in update.items():
         if tensor.shape != global_arrays[name].shape:
             raise Rejected(f"weight {name} has shape {tuple(tensor.shape)}")
+        if tensor.dtype != global_arrays[name].dtype:
+            raise Rejected(f"weight {name} has dtype {tensor.dtype}, not "
+                           f"{global_arrays[name].dtype}")
         if not torch.isfinite(tensor).all():
             raise Rejected(f"weight {name} is not finite")
 

@@ -76,6 +76,9 @@ def _record(state: RunState, judgement: Judgement, server_round: int) -> None:
         state.rejected.append(f"round {server_round}: {who}: {why}")
         console.print(f"round {server_round}: rejected {who}: {why}")
     if judgement.client_id is None:
+        if line["verdict"] == "recorded":  # an unsigned refusal: no owner can be named
+            state.rejected.append(f"round {server_round}: node {line['node_id']}: "
+                                  f"{line['reason']}")
         return
     owner = state.owners.setdefault(judgement.client_id, OwnerRecord(judgement.client_id))
     if entry is not None and entry["mechanism"] == "dp-sgd":

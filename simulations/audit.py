@@ -14,6 +14,7 @@ recorded no head at all fails.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 
 from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
 from privacy.ledger import (
+    EXHAUSTED,
     GENESIS,
     NONPRIVATE,
     OWNER_CHAIN_FIELDS,
@@ -271,16 +273,26 @@ def _run_line_findings(entries: list[dict], config: ExperimentConfig, keys: dict
 
 
 def _release_findings(entries: list[dict], config: ExperimentConfig, last_round: int) -> list[str]:
-    """Under owner-level DP every round up to the last one the run reached is one release."""
+    """Under owner-level DP every proposed round is one release.
+
+    Fewer only when the owners' signed events show every one of them exhausted.
+    """
     if config.client_dp == "none":
         return []
+    signed = [e["owner_entry"] for e in entries if e.get("owner_entry") is not None]
+    owners = {e["client_id"] for e in signed}
+    spent = {e["client_id"] for e in signed
+             if e.get("exhausted") is True or e.get("reason") == EXHAUSTED}
+    stop = last_round if owners and owners <= spent else config.rounds
     rounds = [e["round"] for e in entries if e["mechanism"] == "gaussian-aggregate"]
-    missing = [r for r in range(1, last_round + 1) if r not in rounds]
+    missing = [r for r in range(1, max(stop, last_round) + 1) if r not in rounds]
     twice = sorted({r for r in rounds if rounds.count(r) > 1})
     out = []
     if missing:
         out.append(f"owner-level DP: no release is recorded for round(s) "
-                   f"{', '.join(map(str, missing))} (the run reached round {last_round})")
+                   f"{', '.join(map(str, missing))} (config.toml proposes {config.rounds} "
+                   "rounds, and the owners' signed events do not show that all of them were "
+                   "exhausted before)")
     if twice:
         out.append(f"owner-level DP: round(s) {', '.join(map(str, twice))} have more than "
                    "one release")
@@ -383,9 +395,6 @@ def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
         raise LedgerBroken(f"{run_dir / 'config.toml'}: {err}") from None
     report = _read_json(run_dir / "report.json")
     ledger_path = run_dir / "ledger.jsonl"
-    if not ledger_path.exists() and not config.private and config.client_dp == "none":
-        return AuditResult(str(ledger_path), True, 0, GENESIS, [],
-                           ["no DP: the run trained without differential privacy"], EXIT_OK)
     entries = read_ledger(ledger_path)
     head = entries[-1]["hash"] if entries else GENESIS
     anchors = _anchors(run_dir, report)
@@ -410,13 +419,60 @@ def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
                                               last_round)
     findings += more + _release_findings(entries, config, last_round)
     if report is not None:
-        per_client = report.get("privacy", {}).get("per_client", [])
-        reported = {c.get("client_id"): c.get("epsilon") for c in per_client
-                    if isinstance(c, dict)}
-        for o in owners:
-            if o.scope == "owner" and reported.get(o.client_id) != o.reported:
-                findings.append(f"owner {o.client_id}: report.json says ε "
-                                f"{reported.get(o.client_id)}, the ledger {o.reported}")
+        findings += _report_findings(report, entries, owners, config)
     code = _finding_code(owners, findings)
     return AuditResult(str(ledger_path), True, len(entries), head, owners, findings, code,
                        entries)
+
+
+def _report_findings(report: dict, entries: list[dict], owners: list[OwnerAudit],
+                     config: ExperimentConfig) -> list[str]:
+    """Every privacy figure report.json states, against the audited ledger and config.toml.
+
+    The report's prose (refusal texts, exhaustion flags) is not audited; its numbers are.
+    """
+    privacy = report.get("privacy")
+    if not isinstance(privacy, dict):
+        return ["report.json has no privacy section"]
+    per_client = {c.get("client_id"): c for c in privacy.get("per_client", [])
+                  if isinstance(c, dict)}
+    found = []
+
+    def differs(where: str, stated, true) -> None:
+        same = stated == true or (isinstance(stated, int | float) and isinstance(true, float)
+                                  and math.isclose(stated, true, rel_tol=1e-9))
+        if not same:
+            found.append(f"report.json: {where} is {stated!r}; the audited record says {true!r}")
+
+    last: dict[int, dict] = {}
+    for e in entries:
+        if e["mechanism"] == "dp-sgd" and e.get("owner_entry") is not None:
+            last[e["client_id"]] = e
+    for o in owners:
+        if o.scope != "owner":
+            continue
+        c, e = per_client.get(o.client_id, {}), last.get(o.client_id, {})
+        differs(f"owner {o.client_id}'s epsilon", c.get("epsilon"), o.reported)
+        differs(f"owner {o.client_id}'s steps", c.get("steps"), o.steps)
+        for key in ("lifetime_epsilon", "epsilon_budget"):
+            differs(f"owner {o.client_id}'s {key}", c.get(key), e.get(key))
+    spent = [o for o in owners if o.scope == "owner"]
+    if config.private:
+        differs("privacy.delta", privacy.get("delta"), config.delta)
+        differs("privacy.epsilon_proposed", privacy.get("epsilon_proposed"), config.epsilon)
+        differs("privacy.max_epsilon", privacy.get("max_epsilon"),
+                max((o.reported for o in spent), default=0.0))
+        differs("privacy.max_lifetime_epsilon", privacy.get("max_lifetime_epsilon"),
+                max((float(e["lifetime_epsilon"]) for e in last.values()), default=0.0))
+    else:
+        differs("privacy.dp", privacy.get("dp"), False)
+    federation = [o for o in owners if o.scope == "federation"]
+    client_level = privacy.get("client_level")
+    if config.client_dp != "none" or client_level:
+        c = client_level if isinstance(client_level, dict) else {}
+        differs("client_level.epsilon", c.get("epsilon"),
+                federation[0].reported if federation else None)
+        for key, true in (("noise_multiplier", config.client_noise), ("clip", config.client_clip),
+                          ("fraction", config.fraction), ("delta", config.client_delta)):
+            differs(f"client_level.{key}", c.get(key), true)
+    return found

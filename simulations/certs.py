@@ -1,10 +1,9 @@
-"""``fedsynth certs``: a CA, a SuperLink TLS certificate, SuperNode keys and owners' signing keys.
+"""``fedsynth certs``: a CA, a SuperLink TLS certificate and SuperNode key pairs for deployment.
 
 TLS secures every SuperNode-SuperLink connection; SuperNode authentication lets
 only registered node keys join (Flower 1.42 wants NIST EC keys in OpenSSH format).
-Each owner's Ed25519 signing key (``owner-N.key``, its node_config's ``signing-key``)
-signs its ledger lines; ``owner-N.pub`` goes to the coordinator (run config
-``owner-keys``) and to the auditor (``fedsynth audit --owner-keys``).
+Owners' signing keys are not made here: an owner makes its own on its own machine
+(``fedsynth keygen``), so the coordinator never holds the key that vouches against it.
 Private keys are written with mode 0600; every file is written atomically.
 """
 
@@ -21,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from privacy.atomic import write_with
-from privacy.signing import public_path, write_key_pair
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -51,7 +49,7 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
 
 
 def make_certificates(out: Path, hosts: list[str], nodes: int, days: int = 365) -> list[Path]:
-    """Write ca.crt/ca.key, server.crt/server.key, node-N and owner-N key pairs; return paths."""
+    """Write ca.crt/ca.key, server.crt/server.key and node-N.key/node-N.pub; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP384R1())
@@ -106,6 +104,4 @@ def make_certificates(out: Path, hosts: list[str], nodes: int, days: int = 365) 
         )
         written.append(_write(out / f"node-{i}.key", private, private=True))
         written.append(_write(out / f"node-{i}.pub", public + b"\n"))
-        write_key_pair(out / f"owner-{i}.key")
-        written += [out / f"owner-{i}.key", public_path(out / f"owner-{i}.key")]
     return written

@@ -106,16 +106,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("run_dir", type=Path)
     certs = sub.add_parser(
-        "certs", help="create a CA, a SuperLink certificate, SuperNode keys and owners' "
-        "signing keys for deployment"
+        "certs", help="create a CA, a SuperLink certificate and SuperNode keys for deployment"
     )
     certs.add_argument("out_dir", type=Path)
     certs.add_argument("--host", action="append", default=[],
                        help="SuperLink host name or address for the certificate (repeatable; "
                        "localhost, 127.0.0.1 and ::1 are always included)")
-    certs.add_argument("--nodes", type=int, default=2,
-                       help="SuperNode key pairs (node-N) and owner signing keys (owner-N) to "
-                       "create")
+    certs.add_argument("--nodes", type=int, default=2, help="SuperNode key pairs to create")
+    keygen = sub.add_parser(
+        "keygen", help="an owner makes its Ed25519 signing key (on its own machine)",
+        description="Writes KEY (private, mode 0600; the node_config's signing-key) and its "
+        "public half beside it (owner-N.key -> owner-N.pub): give the .pub to the coordinator "
+        "(run config owner-keys) and to auditors (fedsynth audit --owner-keys). An existing "
+        "key is never overwritten.",
+    )
+    keygen.add_argument("key", type=Path, help="where to write the key, e.g. owner-0.key")
     return parser
 
 
@@ -289,6 +294,23 @@ def _certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from privacy.signing import key_id, public_path, write_key_pair
+
+    pub = public_path(args.key)
+    for path in (args.key, pub):
+        if path.exists():
+            raise ConfigError(f"keygen: {path} exists; a signing key is never overwritten "
+                              "(the owner's ledger is signed with it)")
+    if not args.key.parent.is_dir():
+        raise ConfigError(f"keygen: {args.key.parent} is not a directory")
+    key = write_key_pair(args.key)
+    print(f"{args.key} (private: keep it on this machine)")
+    print(f"{pub} (public: give it to the coordinator and auditors) key_id "
+          f"{key_id(key.public_key())}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command; return the exit code."""
     args = _parser().parse_args(argv)
@@ -299,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             return _audit(args)
         if args.command == "certs":
             return _certs(args)
+        if args.command == "keygen":
+            return _keygen(args)
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "sweep":

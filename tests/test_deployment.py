@@ -9,6 +9,7 @@ also when a test fails.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from client.dataset import load_partition, sklearn_table
 from genai_models.data_spec import SCHEMA_DIR
 from simulations.certs import make_certificates
+from simulations.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -67,7 +69,16 @@ def federation(tmp_path):
            "--enable-supernode-auth", "--disable-runtime-dependency-installation",
            "--host", "127.0.0.1", "--port", str(port)], tmp_path / "superlink.log")
     _wait_for_port(port)
-    yield {"tmp": tmp_path, "certs": certs, "port": port, "env": env, "start": start}
+    # Each owner makes its signing key on its own side; the coordinator gets the .pub only.
+    keys = tmp_path / "owner-public-keys"
+    keys.mkdir()
+    for i in range(3):
+        own = tmp_path / f"owner-{i}-secrets" / f"owner-{i}.key"
+        own.parent.mkdir()
+        assert main(["keygen", str(own)]) == 0
+        shutil.copy(own.with_suffix(".pub"), keys / f"owner-{i}.pub")
+    yield {"tmp": tmp_path, "certs": certs, "port": port, "env": env, "start": start,
+           "keys": keys}
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -116,12 +127,12 @@ def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
         table = f'schema-path="{schema}" ' if suffix == "csv" else ""
         _supernode(fed, i, node_config=f'data-path="{own}" {table}'
                                        f'client-id={i} ledger-path="{ledger}" '
-                                       f'signing-key="{fed["certs"] / f"owner-{i}.key"}" '
+                                       f'signing-key="{fed["tmp"] / f"owner-{i}-secrets" / f"owner-{i}.key"}" '
                                        'epsilon-budget=8.0')
     run_dir = fed["tmp"] / "run"
     proc = _flwr(fed, "run", ".", "fedsynth", "--stream", "--run-config",
                  f'dataset="{dataset}" num-clients=2 rounds=2 hidden-dim=16 '
-                 f'synthetic-samples=100 run-dir="{run_dir}" owner-keys="{fed["certs"]}"',
+                 f'synthetic-samples=100 run-dir="{run_dir}" owner-keys="{fed["keys"]}"',
                  timeout=170)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = json.loads(_flwr(fed, "list", "--format", "json").stdout)
@@ -133,7 +144,7 @@ def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
     # The auditor holds the owners' ledgers and public keys, apart from the run directory.
     audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir), "--owner-ledgers",
                             str(fed["tmp"] / "owner-ledgers"), "--owner-keys",
-                            str(fed["certs"])], capture_output=True, text=True, timeout=120)
+                            str(fed["keys"])], capture_output=True, text=True, timeout=120)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "signature" not in audit.stdout
     # Without the owners' ledgers the audit cannot vouch for the run: it says so.
@@ -143,7 +154,7 @@ def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
     for i in range(2):  # each owner audits its own spend from its own ledger
         own = subprocess.run([BIN / "fedsynth", "audit", "--node-ledger",
                               str(fed["tmp"] / "owner-ledgers" / f"client-{i}.jsonl"),
-                              "--owner-keys", str(fed["certs"])],
+                              "--owner-keys", str(fed["keys"])],
                              capture_output=True, text=True, timeout=120)
         assert own.returncode == 0, own.stdout + own.stderr
 
@@ -207,7 +218,7 @@ def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(feder
     def node_config(i):
         return (f'data-path="{fed["tmp"] / f"owner-{i}.npz"}" client-id={i} '
                 f'epsilon-budget={budget} ledger-path="{ledgers / f"client-{i}.jsonl"}" '
-                f'signing-key="{fed["certs"] / f"owner-{i}.key"}"')
+                f'signing-key="{fed["tmp"] / f"owner-{i}-secrets" / f"owner-{i}.key"}"')
 
     nodes = {}
     for i in range(2):
@@ -215,7 +226,7 @@ def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(feder
         assert reg.returncode == 0, reg.stdout + reg.stderr
         nodes[i] = _supernode(fed, i, node_config=node_config(i))
     proposal = (f'num-clients=2 hidden-dim=16 synthetic-samples=100 epsilon=1.5 '
-                f'owner-keys="{fed["certs"]}"')
+                f'owner-keys="{fed["keys"]}"')
     first = fed["tmp"] / "run-1"
     submitted = _flwr(fed, "run", ".", "fedsynth", "--run-config",
                       f'{proposal} rounds=4 run-dir="{first}"')
@@ -245,6 +256,6 @@ def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(feder
         assert audit.returncode == 0, audit.stdout + audit.stderr
     for run_dir in (first, second):
         audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir), "--owner-ledgers",
-                                str(ledgers), "--owner-keys", str(fed["certs"])],
+                                str(ledgers), "--owner-keys", str(fed["keys"])],
                                capture_output=True, text=True, timeout=120)
         assert audit.returncode == 0, audit.stdout + audit.stderr

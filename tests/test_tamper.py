@@ -197,6 +197,34 @@ def test_a_dropped_owner_level_release_is_caught(fed, capsys):
     assert code == EXIT_FINDING and "no release is recorded for round(s) 2" in out
 
 
+def test_trailing_releases_dropped_with_their_checkpoints_are_caught(fed, capsys):
+    lines = [e for e in _lines(fed) if e["round"] < 2]
+    (fed / "run" / "checkpoints" / "round-002.pt").unlink()
+    _forge(fed, lines)
+    report_path = fed / "run" / "report.json"
+    report = json.loads(report_path.read_text())
+    report["rounds_completed"] = 1
+    report_path.write_text(json.dumps(report))
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING and "no release is recorded for round(s) 2" in out
+
+
+def test_privacy_figures_rewritten_in_the_report_are_caught(fed, capsys):
+    report_path = fed / "run" / "report.json"
+    report = json.loads(report_path.read_text())
+    p = report["privacy"]
+    for c in p["per_client"]:
+        c.update(lifetime_epsilon=0.01, epsilon_budget=1.0, steps=1)
+    p.update(max_lifetime_epsilon=0.01, delta=1e-9)
+    p["client_level"]["epsilon"] = 0.01
+    report_path.write_text(json.dumps(report))
+    code, out = _audit(fed, capsys)
+    assert code == EXIT_FINDING
+    for what in ("owner 0's lifetime_epsilon", "owner 1's epsilon_budget", "owner 0's steps",
+                 "privacy.delta", "privacy.max_lifetime_epsilon", "client_level.epsilon"):
+        assert f"report.json: {what} is" in out, what
+
+
 def test_a_config_rewritten_after_the_run_is_caught(fed, capsys):
     """More owner-level noise in config.toml, and in every release to match: owners signed."""
     path = fed / "run" / "config.toml"

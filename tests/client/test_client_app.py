@@ -132,7 +132,8 @@ def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
     assert set(json.loads(record["entry"])) == {
         "round", "client_id", "run_id", "proposal", "mechanism", "noise_multiplier",
         "sample_rate", "steps", "max_grad_norm", "delta", "accountant", "epsilon",
-        "lifetime_epsilon", "epsilon_budget", "prev_hash", "hash", "key_id", "signature"}
+        "lifetime_epsilon", "epsilon_budget", "exhausted", "prev_hash", "hash", "key_id",
+        "signature"}
     # q is the run's public rate, not 1/ceil(n/B).
     assert _privacy(reply)["sample_rate"] == RUN["sample-rate"]
 

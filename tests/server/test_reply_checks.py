@@ -193,6 +193,19 @@ def test_an_unsigned_claim_cannot_lock_the_real_owner_out(tmp_path, owners):
     assert judge.judge(reply, 1, GLOBAL).counts
 
 
+def test_an_unsigned_refusal_is_attributed_to_no_owner(tmp_path):
+    j = _judge(tmp_path).judge(_reply({"status": "failed", "client_id": 1, "reason": "x"},
+                                      arrays=False), 1, GLOBAL)
+    assert j.line["verdict"] == "recorded" and j.line["client_id"] is None
+    assert "claims owner 1" in j.line["reason"]
+
+
+def test_weights_of_another_dtype_are_rejected(tmp_path, owners):
+    _, reply = _signed(owners[0], "trained", _spend())
+    reply.content["arrays"] = ArrayRecord({"w": torch.zeros(2, dtype=torch.complex64)})
+    assert "dtype" in _judge(tmp_path).judge(reply, 1, GLOBAL).line["rejection"]
+
+
 def test_an_accepted_reply_reaches_the_aggregator_with_only_checked_content(tmp_path, owners):
     _, reply = _signed(owners[0], "trained", _spend())
     reply.content["metrics"] = MetricRecord({"unit-weight": -1.0, "extra": 3.0})

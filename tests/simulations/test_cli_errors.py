@@ -110,3 +110,14 @@ def test_owner_ledgers_of_another_split_are_refused_before_anything_runs(tmp_pat
     assert code == 2
     assert "holds the ledgers of another split of the data" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_owner_makes_its_own_signing_key_and_it_is_never_overwritten(tmp_path, capsys):
+    from simulations.cli import main
+
+    key = tmp_path / "owner-0.key"
+    assert main(["keygen", str(key)]) == 0
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and (tmp_path / "owner-0.pub").is_file()
+    before = key.read_bytes()
+    assert main(["keygen", str(key)]) == 2
+    assert "is never overwritten" in capsys.readouterr().err and key.read_bytes() == before
