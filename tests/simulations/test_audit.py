@@ -43,9 +43,13 @@ def build_run(run, accountant="rdp", budget=8.0, rounds=3):
             copy = {k: v for k, v in entry.items() if k not in OWNER_CHAIN_FIELDS}
             ledger.append({**copy, "node_id": 10 + cid, "owner_entry": entry,
                            "verdict": "accepted"})
+    last = _event(rounds, 0, accountant, budget)
     report = {"run_id": RUN_ID, "privacy": {
         "dp": True, "ledger_head": ledger.head, "ledger_lines": len(ledger.entries),
-        "per_client": [{"client_id": cid, "epsilon": _event(rounds, cid, accountant)["epsilon"]}
+        "delta": DELTA, "epsilon_proposed": 8.0, "max_epsilon": last["epsilon"],
+        "max_lifetime_epsilon": last["lifetime_epsilon"], "client_level": None,
+        "per_client": [{"client_id": cid, "epsilon": last["epsilon"], "steps": STEPS * rounds,
+                        "lifetime_epsilon": last["lifetime_epsilon"], "epsilon_budget": budget}
                        for cid in (0, 1)]}}
     (run / "report.json").write_text(json.dumps(report))
     return run
