@@ -24,6 +24,7 @@ ACCOUNTANTS = ("rdp", "prv")
 PARTITIONS = ("iid", "dirichlet")
 OPTIMIZERS = ("sgd", "adam")
 CLIENT_DP_MODES = ("none", "fixed")
+AGGREGATIONS = ("fedavg", "median", "trimmed-mean", "krum")
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,9 @@ class ExperimentConfig:
     """Local learning rate (of clipped gradients, hence large for SGD)."""
     optimizer: str = "sgd"
     """Local optimizer: sgd (the DP recipe) or adam."""
+    aggregation: str = "fedavg"
+    """How the coordinator combines accepted updates: fedavg (FedAvgM), median,
+    trimmed-mean or krum (Flower's strategies; robust to a malicious owner's update)."""
     server_learning_rate: float = 1.0
     """Server learning rate of FedAvgM (1.0 with no momentum is plain FedAvg)."""
     server_momentum: float = 0.5
@@ -199,6 +203,16 @@ class ExperimentConfig:
         if not 0 < self.holdout < 1:
             _fail("holdout", self.holdout, "a fraction in (0, 1)")
         _allowed("client_dp", self.client_dp, CLIENT_DP_MODES)
+        _allowed("aggregation", self.aggregation, AGGREGATIONS)
+        if self.aggregation != "fedavg":
+            if self.client_dp != "none":
+                _fail("aggregation", self.aggregation,
+                      "fedavg with --client-dp (owner-level noise is calibrated for a sum)")
+            for key, plain in (("server_momentum", 0.0), ("server_learning_rate", 1.0)):
+                if getattr(self, key) != plain:
+                    _fail(key, getattr(self, key),
+                          f"{plain:g} with --aggregation {self.aggregation} (momentum and the "
+                          "server learning rate are FedAvgM's)")
         # Flower's DP wrappers noise the inner strategy's output, but FedAvgM keeps its
         # own un-noised copy of the model and momentum: that state would escape the noise.
         for key, plain in (("server_momentum", 0.0), ("server_learning_rate", 1.0)):

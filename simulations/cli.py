@@ -31,6 +31,7 @@ SIMULATE_FLAGS = {
     "batch-size": int,
     "learning-rate": float,
     "optimizer": str,
+    "aggregation": str,
     "server-learning-rate": float,
     "server-momentum": float,
     "hidden-dim": int,

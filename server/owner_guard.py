@@ -1,0 +1,151 @@
+"""The coordinator's guard around a Flower strategy: whom to ask, what to count, what to ledger.
+
+A strategy wrapper in the shape of Flower's own DP wrappers: ``configure_train``
+asks the inner strategy for its messages, drops owners whose budget is spent and
+samples the rest (Poisson, rate ``fraction``, with a secret coin); ``aggregate_train``
+judges every reply (:mod:`server.replies`), writes each as a ledger line, folds it
+into the run's state, and hands only accepted, sanitised replies to the inner
+strategy, or to owner-level DP (:mod:`server.client_dp`), which releases every round.
+Nothing a reply holds can raise out of a round.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg, Strategy
+from rich.console import Console
+
+from privacy.ledger import GENESIS, NONPRIVATE, Ledger
+from server.client_dp import ClientLevelGaussian
+from server.replies import Judgement, ReplyJudge
+
+console = Console(highlight=False)
+
+
+@dataclass
+class OwnerRecord:
+    """What the server knows of one owner's spend, from its signed events."""
+
+    client_id: int
+    epsilon: float = 0.0
+    lifetime_epsilon: float = 0.0
+    budget: float | None = None
+    steps: int = 0
+    rounds: int = 0
+    exhausted: bool = False
+    refusals: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunState:
+    """The coordinator's state across rounds."""
+
+    run_id: int = 0
+    private: bool = True
+    owners: dict[int, OwnerRecord] = field(default_factory=dict)
+    exhausted_nodes: set[int] = field(default_factory=set)
+    rounds_completed: int = 0
+    rejected: list[str] = field(default_factory=list)
+    client_level_epsilon: float | None = None
+    ledger_head: str = GENESIS
+    ledger_lines: int = 0
+
+
+def record(state: RunState, judgement: Judgement, server_round: int) -> None:
+    """Fold one judged reply into the run's state (spends only from authentic events)."""
+    line, entry = judgement.line, judgement.entry
+    if line["verdict"] == "rejected":
+        who = f"owner {line['client_id']}" if line.get("client_id") is not None else \
+            f"node {line['node_id']}"
+        why = line.get("rejection") or line["reason"]
+        state.rejected.append(f"round {server_round}: {who}: {why}")
+        console.print(f"round {server_round}: rejected {who}: {why}")
+    if judgement.client_id is None:
+        if line["verdict"] == "recorded":  # an unsigned refusal: no owner can be named
+            state.rejected.append(f"round {server_round}: node {line['node_id']}: "
+                                  f"{line['reason']}")
+        return
+    owner = state.owners.setdefault(judgement.client_id, OwnerRecord(judgement.client_id))
+    if entry is not None and entry["mechanism"] == "dp-sgd":
+        owner.steps += entry["steps"]
+        owner.rounds += 1
+        owner.epsilon = float(entry["epsilon"])
+        owner.lifetime_epsilon = float(entry["lifetime_epsilon"])
+        owner.budget = float(entry["epsilon_budget"])
+    elif entry is not None and entry["mechanism"] == NONPRIVATE:
+        owner.rounds += 1
+    if judgement.status in ("refused", "failed") and line["verdict"] == "recorded":
+        owner.refusals.append(f"round {server_round}: {judgement.status}: {line['reason']}")
+        console.print(f"round {server_round}: owner {judgement.client_id} "
+                      f"{judgement.status}: {line['reason']}")
+    if judgement.status in ("exhausted", "trained-exhausted") and entry is not None:
+        owner.exhausted = True
+        state.exhausted_nodes.add(line["node_id"])
+
+
+class OwnerGuard(Strategy):
+    """Sampling, reply judgement and the ledger around an inner strategy."""
+
+    def __init__(self, inner: FedAvg, *, judge: ReplyJudge, ledger: Ledger, state: RunState,
+                 fraction: float, owner_dp: ClientLevelGaussian | None = None):
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction={fraction!r}; expected a probability in (0, 1]")
+        self.inner, self.judge, self.ledger, self.state = inner, judge, ledger, state
+        self.fraction, self.owner_dp = fraction, owner_dp
+        self.candidates = 0
+        self.accepted = 0
+        self._current: ArrayRecord | None = None
+        self._coin = random.SystemRandom()  # which owners train: secret, as amplification needs
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """The inner strategy's messages, less exhausted owners, Poisson-sampled."""
+        self._current = arrays
+        candidates = [m for m in self.inner.configure_train(server_round, arrays, config, grid)
+                      if m.metadata.dst_node_id not in self.state.exhausted_nodes]
+        self.candidates = len(candidates)
+        return [m for m in candidates if self._coin.random() < self.fraction]
+
+    def aggregate_train(self, server_round: int,
+                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord]:
+        """Judge and ledger every reply; aggregate the accepted ones (owner-level DP: always)."""
+        current = self._current
+        global_arrays = current.to_torch_state_dict()
+        accepted = []
+        for reply in replies:
+            judgement = self.judge.judge(reply, server_round, global_arrays)
+            self.ledger.append(judgement.line)
+            record(self.state, judgement, server_round)
+            if judgement.counts:
+                accepted.append(reply)
+        self.accepted = len(accepted)
+        metrics = MetricRecord({"accepted": len(accepted)})
+        if self.owner_dp is not None:  # released every round, whoever was sampled or replied
+            arrays = self.owner_dp.aggregate(current, accepted)
+            self.ledger.append(self.owner_dp.ledger_event(server_round, self.state.run_id))
+            self.state.client_level_epsilon = self.owner_dp.epsilon
+            return arrays, metrics
+        if not accepted:
+            return None, metrics
+        arrays, _ = self.inner.aggregate_train(server_round, accepted)
+        return arrays, metrics
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        """No federated evaluation: the release is judged on the public holdout."""
+        return []
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
+        """Nothing to aggregate (see configure_evaluate)."""
+        return None
+
+    def summary(self) -> None:
+        """Log the wrapper's settings, then the inner strategy's."""
+        console.print(f"owner guard: owners sampled at {self.fraction:g}, every reply judged "
+                      "and ledgered")
+        self.inner.summary()
