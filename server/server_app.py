@@ -29,18 +29,24 @@ from server.client_dp import ClientDpSettings, ClientLevelGaussian
 from server.owner_guard import OwnerGuard, RunState
 from server.release import release_images, release_table
 from server.replies import ReplyJudge
-from server.run_dir import run_dir_for
+from server.run_dir import claim, run_dir_for
 
 app = ServerApp()
 console = Console(highlight=False)
 
 def run_federation(grid: Grid, run_config: dict, run_id: int = 0) -> Path:
-    """Run every round, release synthetic data and write the report; return the run dir."""
+    """Run every round, release synthetic data and write the report; return the run dir.
+
+    The run directory is held exclusively for the whole run (:func:`server.run_dir.claim`).
+    """
     settings = ExperimentConfig.parse(run_config, "run_config")
+    with claim(run_dir_for(settings.run_dir, settings.model, settings.dataset)) as run_dir:
+        return _run(grid, settings, run_id, run_dir)
+
+
+def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path) -> Path:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    run_dir = run_dir_for(settings.run_dir, settings.model, settings.dataset)
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.toml", tomli_w.dumps(settings.to_run_config()))
     spec, codec = resolve(settings.dataset, settings.schema_path)
     torch.manual_seed(settings.seed)

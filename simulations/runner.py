@@ -18,7 +18,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from client.client_app import train_round
-from privacy.experiment import ExperimentConfig
+from privacy.experiment import ConfigError, ExperimentConfig
 from privacy.policy import OwnerPolicy
 from privacy.signing import Signer
 from server.server_app import run_federation
@@ -40,12 +40,16 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
     config = _register_owner_keys(config, policies)
     run_config = config.to_run_config()
     run_dir: list[Path] = []
+    refused: list[ConfigError] = []
 
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        run_dir.append(run_federation(grid, run_config, context.run_id))
+        try:
+            run_dir.append(run_federation(grid, run_config, context.run_id))
+        except ConfigError as err:  # e.g. the run directory is taken: the user's to fix
+            refused.append(err)
 
     client_app = ClientApp()
 
@@ -68,6 +72,8 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
             },
             verbose_logging=verbose,
         )
+    if refused:
+        raise refused[0]
     if not run_dir:
         raise RuntimeError("the simulation ended without finishing the run (see the log above)")
     return run_dir[0]
