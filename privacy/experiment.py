@@ -195,6 +195,8 @@ class ExperimentConfig:
             _fail("sample_rate", self.sample_rate,
                   f"at least local-epochs/10000 = {self.local_epochs / 10_000:g} (at most "
                   "10000 DP steps an owner each round)")
+        if not 0 <= self.seed < 2**32:
+            _fail("seed", self.seed, "an integer in 0..4294967295")
         if not 0 <= self.canaries <= 10_000:
             _fail("canaries", self.canaries, "an integer in 0..10000")
         for key in ("max_grad_norm", "learning_rate", "alpha"):

@@ -126,7 +126,7 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         return
     if e["accountant"] not in ("rdp", "prv"):
         bad(f"accountant={e['accountant']!r}; expected rdp or prv")
-    number("steps", 1, integer=True)
+    number("steps", 1, 10**9, integer=True)
     number("noise_multiplier", 0, low_open=True)
     number("sample_rate", 0, 1, low_open=True)
     number("delta", 0, 1, low_open=True)

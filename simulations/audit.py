@@ -388,6 +388,9 @@ def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LedgerBroken(f"{run_dir}: no such run directory")
+    if not (run_dir / "config.toml").is_file():
+        raise LedgerBroken(f"{run_dir}: no config.toml; not a run directory (or it was "
+                           "deleted)")
     try:
         config = ExperimentConfig.parse(ExperimentConfig.read_toml(run_dir / "config.toml"),
                                         f"{run_dir / 'config.toml'}")

@@ -7,6 +7,7 @@ allowed, and exit with code 2 before anything is written.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import sys
@@ -285,6 +286,8 @@ def _certs(args: argparse.Namespace) -> int:
 
     if args.nodes < 0:
         raise ConfigError(f"--nodes={args.nodes} is not allowed; expected an integer >= 0")
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise ConfigError(f"certs: {args.out_dir} is a file; name a new directory")
     if args.out_dir.exists() and any(args.out_dir.iterdir()):
         raise ConfigError(f"certs: {args.out_dir} exists and is not empty; keys are never "
                           "overwritten")
@@ -333,7 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"fedsynth: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path the user named, or a full disk: named, never a traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"fedsynth: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2 if err.errno in USER_PATH_ERRORS else 1
     return 2
+
+
+# A path that cannot exist or be written as named: the user's to fix (exit 2). Anything
+# else (a full disk, an I/O error) is exit 1: what was written stays, as written.
+USER_PATH_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+                    errno.EROFS, errno.EEXIST)
 
 
 if __name__ == "__main__":

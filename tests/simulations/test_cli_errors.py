@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--budgets", "0=inf"], "budgets: owner 0 has epsilon inf; expected a finite number > 0"),
         (["--epsilon", "inf", "--budgets", "0=2"], "ε = inf applies to the whole run"),
         (["--sample-rate", "0"], "sample-rate=0.0 is not allowed; expected a probability in (0, 1]"),
+        (["--seed", "-1"], "seed=-1 is not allowed; expected an integer in 0..4294967295"),
+        (["--aggregation", "mean"], "aggregation='mean' is not allowed; expected one of fedavg, median, trimmed-mean, krum"),
+        (["--aggregation", "krum"], "server-momentum=0.5 is not allowed; expected 0 with --aggregation krum"),
         (["--schema", "x.toml"], "--schema is for --data FILE.csv"),
         (["--epsilon", "0.1"], "use --accountant prv for smaller budgets"),
         (["--budgets", "0=x"], "budgets: '0=x' is not OWNER=EPSILON"),
@@ -121,3 +124,12 @@ def test_an_owner_makes_its_own_signing_key_and_it_is_never_overwritten(tmp_path
     before = key.read_bytes()
     assert main(["keygen", str(key)]) == 2
     assert "is never overwritten" in capsys.readouterr().err and key.read_bytes() == before
+
+
+def test_paths_under_a_file_are_one_line_errors(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["certs", str(tmp_path / "afile")]) == 2
+    assert "certs: " in capsys.readouterr().err
+    assert main(["certs", str(tmp_path / "afile" / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Not a directory" in err
