@@ -98,6 +98,9 @@ class ExperimentConfig:
     """Synthetic records released from the global model."""
     run_dir: str = ""
     """Run directory; empty means runs/<UTC timestamp>-<model>-<dataset>."""
+    round_timeout: float = 3600.0
+    """Seconds the coordinator waits for a round's replies; a node silent for longer is
+    left out of that round (a silent node cannot stall the federation)."""
     owner_keys: str = ""
     """Folder of the owners' registered public signing keys (``owner-N.pub``). Empty: each
     owner's first signed reply pins its key for the rest of the run (trust on first use);
@@ -187,6 +190,8 @@ class ExperimentConfig:
                   f"a value above {2 * floor:.3g} with the RDP accountant at delta="
                   f"{self.delta:g} (RDP cannot certify less than {floor:.3g}, whatever the "
                   "noise); use --accountant prv for smaller budgets")
+        if not 1 <= self.round_timeout <= 7 * 86_400:
+            _fail("round_timeout", self.round_timeout, "seconds in 1..604800")
         if not 0 < self.fraction <= 1:
             _fail("fraction", self.fraction, "a probability in (0, 1]")
         if not 0 < self.sample_rate <= 1:

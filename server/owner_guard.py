@@ -132,7 +132,13 @@ class OwnerGuard(Strategy):
             return arrays, metrics
         if not accepted:
             return None, metrics
-        arrays, _ = self.inner.aggregate_train(server_round, accepted)
+        try:
+            arrays, _ = self.inner.aggregate_train(server_round, accepted)
+        except Exception as err:  # checked replies should never get here; if they do, the
+            # round keeps its model rather than losing the run
+            self.state.rejected.append(f"round {server_round}: aggregation failed "
+                                       f"({type(err).__name__}); the model is kept")
+            return None, metrics
         return arrays, metrics
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,

@@ -74,7 +74,9 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path) -> 
         if not guard.candidates:
             console.print(f"round {server_round}: every owner's budget is spent; stopping")
             break
-        replies = list(grid.send_and_receive(messages)) if messages else []
+        replies = (list(grid.send_and_receive(messages, timeout=settings.round_timeout))
+                   if messages else [])
+        _note_silent(state, server_round, messages, replies)
         new_arrays, _ = guard.aggregate_train(server_round, replies)
         if new_arrays is not None:
             arrays = new_arrays
@@ -109,6 +111,16 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path) -> 
 
     finish_run(run_dir, settings, state, timings)
     return run_dir
+
+
+def _note_silent(state: RunState, server_round: int, messages: list, replies: list) -> None:
+    """Name the nodes that did not reply within the round's timeout (they are left out)."""
+    silent = {m.metadata.dst_node_id for m in messages} - {
+        r.metadata.src_node_id for r in replies}
+    for node in sorted(silent):
+        state.rejected.append(f"round {server_round}: node {node}: no reply within the "
+                              "round timeout")
+        console.print(f"round {server_round}: node {node} did not reply in time; left out")
 
 
 def _progress(settings: ExperimentConfig, state: RunState, rnd: int, trained: int, secs: float):

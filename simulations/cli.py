@@ -33,6 +33,7 @@ SIMULATE_FLAGS = {
     "learning-rate": float,
     "optimizer": str,
     "aggregation": str,
+    "round-timeout": float,
     "server-learning-rate": float,
     "server-momentum": float,
     "hidden-dim": int,

@@ -145,3 +145,13 @@ def test_robust_aggregation_is_refused_with_owner_level_dp():
         _settings(aggregation="median", client_dp="fixed").validate()
     with pytest.raises(ConfigError, match="server-momentum=0.5 is not allowed"):
         ExperimentConfig(aggregation="krum").validate()
+
+
+def test_nodes_silent_past_the_round_timeout_are_named():
+    from server.server_app import _note_silent
+
+    state = RunState(run_id=RUN_ID)
+    sent = [SimpleNamespace(metadata=SimpleNamespace(dst_node_id=n)) for n in (10, 11)]
+    replied = [SimpleNamespace(metadata=SimpleNamespace(src_node_id=10))]
+    _note_silent(state, 4, sent, replied)
+    assert state.rejected == ["round 4: node 11: no reply within the round timeout"]
