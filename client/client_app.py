@@ -76,6 +76,14 @@ def train(msg: Message, context: Context) -> Message:
     return train_round(msg, context, dict(context.run_config), dict(context.node_config))
 
 
+class Replayed(Exception):
+    """The owner already trained in this round of this run: it re-sends that signed spend."""
+
+    def __init__(self, entry: dict):
+        super().__init__(f"already trained in round {entry['round']} of this run")
+        self.entry = entry
+
+
 class Refusal(Exception):
     """The owner declines this request; the message is public and goes to its ledger."""
 
@@ -119,6 +127,9 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
                               proposal_digest(proposal))
             try:
                 return _train_within_policy(msg, ledger, policy, request)
+            except Replayed as replayed:
+                log(WARNING, "fedsynth owner %s: %s", cid, replayed)
+                return _reply(msg, None, None, _signed("replayed", replayed.entry, ledger))
             except Refusal as refusal:
                 return _refuse(msg, ledger, cid, request.run_id, server_round, refusal,
                                request.digest)
@@ -248,8 +259,9 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
                       "budget can be honoured for it")
     mine = [e for e in ledger.entries if e["mechanism"] == "dp-sgd"]
     this_run = [e for e in mine if e["run_id"] == request.run_id]
-    if any(e["round"] == request.server_round for e in this_run):
-        raise Refusal(f"already trained in round {request.server_round} of this run")
+    done = next((e for e in this_run if e["round"] == request.server_round), None)
+    if done is not None:  # a resumed coordinator asks again: no second spend, the first re-sent
+        raise Replayed(done)
     if not p.private and not policy.allow_nonprivate:
         raise Refusal("epsilon=inf (no DP) was proposed, and this owner's policy does not "
                       "allow non-private training")

@@ -20,7 +20,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Strategy
 from rich.console import Console
 
-from privacy.ledger import GENESIS, NONPRIVATE, Ledger
+from privacy.ledger import EXHAUSTED, GENESIS, NONPRIVATE, Ledger
 from server.client_dp import ClientLevelGaussian
 from server.replies import Judgement, ReplyJudge
 
@@ -56,7 +56,7 @@ class RunState:
     ledger_lines: int = 0
 
 
-def record(state: RunState, judgement: Judgement, server_round: int) -> None:
+def record(state: RunState, judgement: Judgement, server_round: int, say: bool = True) -> None:
     """Fold one judged reply into the run's state (spends only from authentic events)."""
     line, entry = judgement.line, judgement.entry
     if line["verdict"] == "rejected":
@@ -64,7 +64,8 @@ def record(state: RunState, judgement: Judgement, server_round: int) -> None:
             f"node {line['node_id']}"
         why = line.get("rejection") or line["reason"]
         state.rejected.append(f"round {server_round}: {who}: {why}")
-        console.print(f"round {server_round}: rejected {who}: {why}")
+        if say:
+            console.print(f"round {server_round}: rejected {who}: {why}")
     if judgement.client_id is None:
         if line["verdict"] == "recorded":  # an unsigned refusal: no owner can be named
             state.rejected.append(f"round {server_round}: node {line['node_id']}: "
@@ -81,11 +82,36 @@ def record(state: RunState, judgement: Judgement, server_round: int) -> None:
         owner.rounds += 1
     if judgement.status in ("refused", "failed") and line["verdict"] == "recorded":
         owner.refusals.append(f"round {server_round}: {judgement.status}: {line['reason']}")
-        console.print(f"round {server_round}: owner {judgement.client_id} "
-                      f"{judgement.status}: {line['reason']}")
-    if judgement.status in ("exhausted", "trained-exhausted") and entry is not None:
+        if say:
+            console.print(f"round {server_round}: owner {judgement.client_id} "
+                          f"{judgement.status}: {line['reason']}")
+    exhausted = judgement.status in ("exhausted", "trained-exhausted") or \
+        (entry is not None and entry.get("exhausted") is True)
+    if exhausted and entry is not None:
         owner.exhausted = True
         state.exhausted_nodes.add(line["node_id"])
+
+
+def state_from_ledger(run_id: int, private: bool, entries: list[dict]) -> RunState:
+    """The state a resumed run starts from: every line its ledger already holds, folded in."""
+    state = RunState(run_id=run_id, private=private)
+    for line in entries:
+        entry = line.get("owner_entry")
+        if line["mechanism"] == "gaussian-aggregate":
+            state.client_level_epsilon = float(line["epsilon"])
+            continue
+        if entry is None:
+            status = None
+        elif entry["mechanism"] == "dp-sgd":
+            status = "trained-exhausted" if entry.get("exhausted") else "trained"
+        elif entry["mechanism"] == NONPRIVATE:
+            status = "nonprivate"
+        else:
+            status = "exhausted" if entry.get("reason") == EXHAUSTED else "refused"
+        record(state, Judgement(line, status, entry), line["round"], say=False)
+    state.ledger_head = entries[-1]["hash"] if entries else GENESIS
+    state.ledger_lines = len(entries)
+    return state
 
 
 class OwnerGuard(Strategy):

@@ -30,9 +30,13 @@ from privacy.ledger import (
 )
 from privacy.signing import key_id, verify
 
-STATUSES = ("trained", "trained-exhausted", "exhausted", "refused", "failed", "nonprivate")
+STATUSES = ("trained", "trained-exhausted", "exhausted", "refused", "failed", "nonprivate",
+            "replayed")
+# "replayed": the owner already spent in this round of this run (a resumed coordinator
+# asked again) and re-sends that signed spend, without weights.
 MECHANISM_OF = {"trained": "dp-sgd", "trained-exhausted": "dp-sgd", "nonprivate": NONPRIVATE,
-                "exhausted": REFUSAL, "refused": REFUSAL, "failed": REFUSAL}
+                "exhausted": REFUSAL, "refused": REFUSAL, "failed": REFUSAL,
+                "replayed": "dp-sgd"}
 UPDATE_STATUSES = ("trained", "trained-exhausted", "nonprivate")
 MAX_ENTRY_CHARS = 16_384
 MAX_REASON_CHARS = 300
@@ -122,6 +126,13 @@ class ReplyJudge:
                                         "metrics": MetricRecord({"unit-weight": 1})})
             return Judgement(line | {"verdict": "accepted"}, status, entry)
         return Judgement(line | {"verdict": "recorded"}, status, entry)
+
+    def remember(self, entries: list[dict]) -> None:
+        """What a resumed run already holds: its signed events are not taken twice."""
+        for e in entries:
+            if e.get("owner_entry") is not None:
+                self.seen.add(e["owner_entry"]["hash"])
+                self.rounds_of.add((e["client_id"], e["round"]))
 
     def _claim(self, node: int, cid: int, pin: bool = True) -> int:
         """The owner a node speaks for: one owner per node and one node per owner, for the run.

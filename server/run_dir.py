@@ -28,13 +28,14 @@ class RunDirBusy(ConfigError):
 
 
 @contextlib.contextmanager
-def claim(run_dir: Path) -> Iterator[Path]:
+def claim(run_dir: Path, resume: bool = False) -> Iterator[Path]:
     """Hold ``run_dir`` exclusively for one run, whatever started it.
 
     An exclusive, non-blocking ``flock`` on ``RUN_DIR/.fedsynth-run.lock`` is held for
     the whole run (the OS releases it if the process dies), and a directory that
     already holds a run's artifacts is refused: a second run can neither interleave
-    with a live one nor overwrite a finished one.
+    with a live one nor overwrite a finished one. ``resume`` continues an unfinished
+    run instead: its checkpoints must be there and its report must not.
     """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,12 @@ def claim(run_dir: Path) -> Iterator[Path]:
             raise RunDirBusy(f"run-dir: {run_dir} is in use by another run; choose another "
                              "directory") from None
         found = [name for name in ARTIFACTS if (run_dir / name).exists()]
-        if found:
+        if resume:
+            if not list((run_dir / "checkpoints").glob("round-*.pt")):
+                raise ConfigError(f"--resume: {run_dir} has no checkpoint to resume from")
+            if (run_dir / "report.json").exists():
+                raise RunDirBusy(f"--resume: {run_dir} is a finished run (report.json)")
+        elif found:
             raise RunDirBusy(f"run-dir: {run_dir} already holds a run ({', '.join(found)}); "
                              "choose a new directory")
         try:

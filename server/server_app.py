@@ -24,9 +24,9 @@ from privacy.experiment import ExperimentConfig
 from privacy.ledger import Ledger
 from privacy.signing import load_owner_keys
 from server.aggregation import build_strategy
-from server.checkpoints import save_checkpoint
+from server.checkpoints import load_latest, save_checkpoint
 from server.client_dp import ClientDpSettings, ClientLevelGaussian
-from server.owner_guard import OwnerGuard, RunState
+from server.owner_guard import OwnerGuard, RunState, state_from_ledger
 from server.release import release_images, release_table
 from server.replies import ReplyJudge
 from server.run_dir import claim, run_dir_for
@@ -34,20 +34,24 @@ from server.run_dir import claim, run_dir_for
 app = ServerApp()
 console = Console(highlight=False)
 
-def run_federation(grid: Grid, run_config: dict, run_id: int = 0) -> Path:
+def run_federation(grid: Grid, run_config: dict, run_id: int = 0,
+                   resume: bool = False) -> Path:
     """Run every round, release synthetic data and write the report; return the run dir.
 
     The run directory is held exclusively for the whole run (:func:`server.run_dir.claim`).
+    With ``resume``, an unfinished run continues after its last checkpoint, with the same
+    run id (owners re-send, never re-spend, a round they already trained).
     """
     settings = ExperimentConfig.parse(run_config, "run_config")
-    with claim(run_dir_for(settings.run_dir, settings.model, settings.dataset)) as run_dir:
-        return _run(grid, settings, run_id, run_dir)
+    where = run_dir_for(settings.run_dir, settings.model, settings.dataset)
+    with claim(where, resume=resume) as run_dir:
+        return _run(grid, settings, run_id, run_dir, resume)
 
 
-def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path) -> Path:
+def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
+         resume: bool) -> Path:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    write_text(run_dir / "config.toml", tomli_w.dumps(settings.to_run_config()))
     spec, codec = resolve(settings.dataset, settings.schema_path)
     torch.manual_seed(settings.seed)
     model = build_model(
@@ -56,19 +60,32 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path) -> 
     arrays = ArrayRecord(model.state_dict())
     base = build_strategy(settings)
     dp_settings = ClientDpSettings.from_experiment(settings)
+    owner_dp = ClientLevelGaussian(dp_settings) if dp_settings else None
     judge = ReplyJudge(settings, run_id,
                        load_owner_keys(settings.owner_keys) if settings.owner_keys else None)
     ledger = Ledger(run_dir / "ledger.jsonl")
-    ledger.path.touch()  # an empty ledger is a statement too: nothing was received (yet)
-    state = RunState(run_id=run_id, private=settings.private)
+    first = 1
+    if resume:
+        latest = load_latest(run_dir)
+        arrays = ArrayRecord(latest["model"])
+        first = int(latest["round"]) + 1
+        state = state_from_ledger(run_id, settings.private, ledger.entries)
+        judge.remember(ledger.entries)
+        if owner_dp is not None:
+            owner_dp.rounds = sum(e["mechanism"] == "gaussian-aggregate"
+                                  for e in ledger.entries)
+        console.print(f"resuming {run_dir} after round {first - 1} (run id {run_id})")
+    else:
+        write_text(run_dir / "config.toml", tomli_w.dumps(settings.to_run_config()))
+        ledger.path.touch()  # an empty ledger is a statement too: nothing was received (yet)
+        state = RunState(run_id=run_id, private=settings.private)
     guard = OwnerGuard(base, judge=judge, ledger=ledger, state=state,
-                       fraction=settings.fraction,
-                       owner_dp=ClientLevelGaussian(dp_settings) if dp_settings else None)
+                       fraction=settings.fraction, owner_dp=owner_dp)
     train_config = ConfigRecord({})
     timings["setup"] = time.perf_counter() - t0
 
     t_train = time.perf_counter()
-    for server_round in range(1, settings.rounds + 1):
+    for server_round in range(first, settings.rounds + 1):
         t_round = time.perf_counter()
         messages = list(guard.configure_train(server_round, arrays, train_config, grid))
         if not guard.candidates:

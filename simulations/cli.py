@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--schema", type=Path, help="public schema (TOML/JSON) of --dataset csv")
     sim.add_argument("--out", type=Path, help="run directory (default runs/<UTC time>-<name>)")
     sim.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    sim.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue an unfinished run after its last checkpoint, with its own "
+                     "configuration and owners (no other flags); no round is spent twice")
     aud = sub.add_parser(
         "audit",
         help="verify a run's ledger and recompute every epsilon with dp-accounting",
@@ -165,11 +168,54 @@ def _resolve_config(args: argparse.Namespace):
     return config, owner_policies(config, budgets, ledger_dir)
 
 
+def _resumed(args: argparse.Namespace):
+    """The configuration, owners and run id of an unfinished run (``--resume RUN_DIR``)."""
+    from server.checkpoints import load_latest
+    from simulations.owners import owner_policies
+
+    given = [f"--{k}" for k in (*SIMULATE_FLAGS, "config", "budgets", "owner-ledgers", "data",
+                                "schema", "out") if getattr(args, k.replace("-", "_")) is not None]
+    if given:
+        raise ConfigError(f"--resume takes the run's own configuration; drop {', '.join(given)}")
+    run_dir = args.resume
+    if not (run_dir / "config.toml").is_file() or not (run_dir / SIMULATION).is_file():
+        raise ConfigError(f"--resume: {run_dir} is not a run that fedsynth simulate started "
+                          f"(no config.toml or {SIMULATION})")
+    config = ExperimentConfig.parse(ExperimentConfig.read_toml(run_dir / "config.toml"),
+                                    f"{run_dir / 'config.toml'}")
+    owners = json.loads((run_dir / SIMULATION).read_text("utf-8"))
+    budgets = {int(k): float(v) for k, v in owners["budgets"].items()}
+    policies = owner_policies(config, budgets, Path(owners["owner_ledgers"]))
+    try:
+        latest = load_latest(run_dir)
+    except Exception as err:  # a checkpoint cut short by a crash is named, not a traceback
+        raise ConfigError(f"--resume: the last checkpoint of {run_dir} cannot be read "
+                          f"({type(err).__name__}); delete it to resume from the one before") \
+            from None
+    if latest is None:
+        raise ConfigError(f"--resume: {run_dir} has no checkpoint to resume from")
+    return config, policies, int(latest["server"]["run_id"])
+
+
+# The simulated owners' policies (budgets, ledger folder), kept so that --resume finds them.
+SIMULATION = "simulation.json"
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    config, policies = _resolve_config(args)
     from rich.console import Console
 
+    from privacy.atomic import write_text
     from simulations.runner import simulate
+
+    if args.resume is not None:
+        config, policies, run_id = _resumed(args)
+    else:
+        config, policies = _resolve_config(args)
+        run_id = None
+        owners = {"budgets": {str(p.client_id): p.epsilon_budget for p in policies}
+                  if config.private else {},
+                  "owner_ledgers": str(Path(policies[0].ledger_path).parent)}
+        write_text(Path(config.run_dir) / SIMULATION, json.dumps(owners, indent=2) + "\n")
 
     console = Console(highlight=False)
     if config.private:
@@ -183,7 +229,7 @@ def _simulate(args: argparse.Namespace) -> int:
         f"fedsynth simulate: {config.model} on {config.dataset}, {config.num_clients} owners "
         f"({config.partition}), {config.rounds} rounds, {dp}"
     )
-    run_dir = simulate(config, policies, verbose=args.verbose)
+    run_dir = simulate(config, policies, verbose=args.verbose, resume_run_id=run_id)
     console.print(f"artifacts: {run_dir}")
     return 0
 

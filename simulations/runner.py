@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 import warnings
 from pathlib import Path
 
@@ -25,11 +26,13 @@ from server.server_app import run_federation
 
 
 def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
-             verbose: bool = False) -> Path:
+             verbose: bool = False, resume_run_id: int | None = None) -> Path:
     """Run ``config`` with one virtual SuperNode per owner; return the run directory.
 
     ``policies[i]`` is what owner i's node_config states (the user speaks for every
-    simulated owner); the ClientApp reads it exactly as it reads a real node's.
+    simulated owner); the ClientApp reads it exactly as it reads a real node's. The run
+    id is fedsynth's own, the same for the coordinator and every owner, so that a run
+    resumed (``resume_run_id``) is the same run to them (Flower's changes per start).
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -39,6 +42,7 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
 
     config = _register_owner_keys(config, policies)
     run_config = config.to_run_config()
+    run_id = resume_run_id if resume_run_id is not None else secrets.randbits(63)
     run_dir: list[Path] = []
     refused: list[ConfigError] = []
 
@@ -47,7 +51,8 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
         try:
-            run_dir.append(run_federation(grid, run_config, context.run_id))
+            run_dir.append(run_federation(grid, run_config, run_id,
+                                          resume=resume_run_id is not None))
         except ConfigError as err:  # e.g. the run directory is taken: the user's to fix
             refused.append(err)
 
@@ -56,6 +61,9 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
     @client_app.train()
     def _train(msg: Message, context: Context) -> Message:
         owner = policies[int(context.node_config["partition-id"])]
+        context = Context(run_id=run_id, node_id=context.node_id,
+                          node_config=context.node_config, state=context.state,
+                          run_config=context.run_config)
         return train_round(msg, context, run_config, owner.to_node_config())
 
     if not verbose:

@@ -149,12 +149,14 @@ def test_a_broken_ledger_stops_the_owner_and_says_so_without_details(tmp_path):
     assert "arrays" not in reply.content
 
 
-def test_a_replayed_round_is_refused_not_spent_twice(tmp_path):
+def test_a_replayed_round_re_sends_the_first_spend_and_never_spends_twice(tmp_path):
     node = _node(tmp_path)
-    _call(node, 1)
-    again = _privacy(_call(node, 1))
-    assert again["status"] == "refused" and "already trained in round 1" in again["reason"]
-    assert sum(e["mechanism"] == "dp-sgd" for e in _ledger(tmp_path)) == 1
+    first = _call(node, 1)
+    again = _call(node, 1)
+    assert dict(again.content["privacy"])["status"] == "replayed" and "arrays" not in again.content
+    # The same signed line, not a new one: a resumed coordinator can record what it missed.
+    assert again.content["privacy"]["entry"] == first.content["privacy"]["entry"]
+    assert len(_ledger(tmp_path)) == 1
 
 
 def test_concurrent_messages_are_serialised_by_the_ledger_lock(tmp_path):

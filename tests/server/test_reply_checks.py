@@ -237,3 +237,15 @@ def test_without_registered_keys_the_first_key_is_pinned(tmp_path, owners):
     mallory = Ledger(tmp_path / "m.jsonl", signer=Signer.load_or_create(tmp_path / "m.key"))
     _, forged = _signed(mallory, "trained", _spend(round=2))
     assert "signature does not verify" in judge.judge(forged, 2, GLOBAL).line["reason"]
+
+
+def test_a_replayed_spend_is_recorded_once_and_never_averaged(tmp_path, owners):
+    entry, reply = _signed(owners[0], "replayed", _spend(), arrays=False)
+    judge = _judge(tmp_path)
+    j = judge.judge(reply, 1, GLOBAL)
+    assert j.line["verdict"] == "recorded" and j.line["owner_entry"] == entry and not j.counts
+    record = dict(reply.content["privacy"])
+    resumed = _judge(tmp_path)
+    resumed.remember([j.line])  # a resumed run that already holds it
+    again = resumed.judge(_reply(record, arrays=False), 1, GLOBAL)
+    assert again.line["verdict"] == "rejected" and "a second event" in again.line["reason"]

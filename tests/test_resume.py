@@ -1,0 +1,59 @@
+"""A run killed mid-way resumes from its last checkpoint: same run, nothing spent twice.
+
+Real processes: `fedsynth simulate` is SIGKILLed (with its Ray workers) once round 2's
+checkpoint exists, then `fedsynth simulate --resume` finishes it. Long: `make test-faults`.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from privacy.ledger import read_ledger
+from simulations.cli import main
+
+pytestmark = pytest.mark.faults
+
+
+def test_a_killed_run_resumes_without_spending_twice(tmp_path, capsys):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("hidden-dim = 16\nlatent-dim = 2\nsynthetic-samples = 100\n")
+    run, owners = tmp_path / "run", tmp_path / "owners"
+    cmd = [sys.executable, "-m", "simulations.cli", "simulate", "--config", str(cfg),
+           "--num-clients", "2", "--rounds", "4", "--out", str(run), "--owner-ledgers",
+           str(owners)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "round-002.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "round 2 never finished"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (run / "report.json").exists()
+    # Anything else is refused: the run's own configuration only, and not a second time.
+    assert main(["simulate", "--resume", str(run), "--rounds", "9"]) == 2
+    assert "--resume takes the run's own configuration; drop --rounds" in capsys.readouterr().err
+
+    done = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", "--resume",
+                           str(run)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming" in done.stdout
+    report = json.loads((run / "report.json").read_text())
+    assert report["rounds_completed"] == 4
+    for cid in (0, 1):
+        spends = [e for e in read_ledger(owners / f"client-{cid}.jsonl")
+                  if e["mechanism"] == "dp-sgd"]
+        assert len({e["run_id"] for e in spends}) == 1  # one run, before and after the kill
+        assert sorted(e["round"] for e in spends) == [1, 2, 3, 4]  # no round spent twice
+    audit = subprocess.run([sys.executable, "-m", "simulations.cli", "audit", str(run),
+                            "--owner-ledgers", str(owners)], capture_output=True, text=True,
+                           timeout=300)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    again = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", "--resume",
+                            str(run)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "is a finished run" in again.stderr
