@@ -205,6 +205,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from privacy.atomic import write_text
+    from simulations.interrupt import stop_on_interrupt
     from simulations.runner import simulate
 
     if args.resume is not None:
@@ -229,6 +230,7 @@ def _simulate(args: argparse.Namespace) -> int:
         f"fedsynth simulate: {config.model} on {config.dataset}, {config.num_clients} owners "
         f"({config.partition}), {config.rounds} rounds, {dp}"
     )
+    stop_on_interrupt(Path(config.run_dir))
     run_dir = simulate(config, policies, verbose=args.verbose, resume_run_id=run_id)
     console.print(f"artifacts: {run_dir}")
     return 0

@@ -1,7 +1,7 @@
-"""A run killed mid-way resumes from its last checkpoint: same run, nothing spent twice.
+"""One Ctrl-C stops a run at once and leaves nothing running; it resumes, nothing spent twice.
 
-Real processes: `fedsynth simulate` is SIGKILLed (with its Ray workers) once round 2's
-checkpoint exists, then `fedsynth simulate --resume` finishes it. Long: `make test-faults`.
+Real processes: `fedsynth simulate` gets SIGINT once round 2's checkpoint exists, then
+`fedsynth simulate --resume` finishes it. Long: `make test-faults`.
 """
 
 import json
@@ -11,12 +11,20 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from privacy.ledger import read_ledger
 from simulations.cli import main
 
 pytestmark = pytest.mark.faults
+
+
+def _session(pid):
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
 
 
 def test_a_killed_run_resumes_without_spending_twice(tmp_path, capsys):
@@ -27,14 +35,19 @@ def test_a_killed_run_resumes_without_spending_twice(tmp_path, capsys):
            "--num-clients", "2", "--rounds", "4", "--out", str(run), "--owner-ledgers",
            str(owners)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (run / "checkpoints" / "round-002.pt").exists():
         assert proc.poll() is None and time.time() < deadline, "round 2 never finished"
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130 and time.time() - t0 < 5
+    time.sleep(1)
+    left = [p for p in psutil.process_iter(["pid"]) if _session(p.pid) == proc.pid]
+    assert not left, f"processes left behind: {left}"
     assert not (run / "report.json").exists()
+    assert f"fedsynth simulate --resume {run}" in proc.stderr.read()
     # Anything else is refused: the run's own configuration only, and not a second time.
     assert main(["simulate", "--resume", str(run), "--rounds", "9"]) == 2
     assert "--resume takes the run's own configuration; drop --rounds" in capsys.readouterr().err
