@@ -14,6 +14,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from client.dataset import partition_identity, partition_indices, partition_pin, train_holdout
 from privacy.experiment import ConfigError, ExperimentConfig
 from privacy.policy import DEFAULT_EPSILON_BUDGET, OwnerPolicy
@@ -94,10 +96,18 @@ def smallest_owner(config: ExperimentConfig) -> int:
         raise ConfigError("dataset='csv' is not allowed; expected csv together with "
                           "--data FILE.csv and --schema FILE")
     try:
-        train_holdout(config.dataset, config.holdout, config.seed, config.data_path,
-                      config.schema_path)
+        train, holdout = train_holdout(config.dataset, config.holdout, config.seed,
+                                       config.data_path, config.schema_path)
     except ValueError as err:  # a bad schema or CSV: its message names file, row, column
         raise ConfigError(str(err)) from None
+    # Judged before any budget is spent: the release is scored by classifiers (TSTR)
+    # that need two classes in the training records and in the holdout.
+    for part, records in (("training records", train), ("holdout", holdout)):
+        if len(np.unique(records.y)) < 2:
+            where = config.data_path or config.dataset
+            raise ConfigError(f"{where}: the target column has one class in the {part} "
+                              f"(holdout={config.holdout:g}); the release cannot be judged "
+                              "(TSTR needs two classes): check the target or the holdout")
     try:
         parts = partition_indices(
             config.dataset, config.holdout, config.seed, config.num_clients, config.partition,

@@ -133,3 +133,18 @@ def test_paths_under_a_file_are_one_line_errors(tmp_path, capsys):
     assert main(["certs", str(tmp_path / "afile" / "c")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Not a directory" in err
+
+
+def test_a_target_with_one_class_is_refused_before_any_budget_is_spent(tmp_path, capsys):
+    schema = tmp_path / "one.toml"
+    schema.write_text('target = "y"\n\n[[columns]]\nname = "x"\ntype = "continuous"\nmin = 0\n'
+                      'max = 1\n\n[[columns]]\nname = "y"\ntype = "categorical"\n'
+                      'categories = ["a", "b"]\n')
+    data = tmp_path / "one.csv"
+    data.write_text("x,y\n" + "".join(f"{i / 100},a\n" for i in range(100)))
+    out = tmp_path / "run"
+    code = main(["simulate", "--data", str(data), "--schema", str(schema), "--num-clients", "2",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "the target column has one class in the training records" in err
+    assert not out.exists()
