@@ -20,8 +20,23 @@ TRUE = {"true", "1", "1.0", "yes", "y", "t"}
 FALSE = {"false", "0", "0.0", "no", "n", "f"}
 
 
+MAX_REPORTED = 20  # bad cells named in one message; the rest are counted
+
+
 class DataError(ValueError):
-    """A value the schema does not allow; the message names file, row, column and value."""
+    """Values the schema does not allow; the message names file, row, column and value."""
+
+
+def _cells_message(source: str, problems: list) -> str:
+    """Every bad cell of a file in one line: the first MAX_REPORTED by row, then a count."""
+    named = sorted((p for p in problems if p is not None), key=lambda p: p[0])
+    shown = [f"row {i + 1} (line {i + 2}), column {column!r}: {why} {value!r}"
+             for i, column, value, why in named[:MAX_REPORTED]]
+    more = len(problems) - len(shown)
+    if len(problems) == 1:
+        return f"{source}: {shown[0]}"
+    tail = f"; and {more} more" if more else ""
+    return f"{source}: {len(problems)} bad cells: " + "; ".join(shown) + tail
 
 
 @dataclass(frozen=True)
@@ -51,50 +66,51 @@ class TableCodec:
         self.segments = tuple(segments)
         self.width = pos
 
-    def _fail(self, source: str, index: int, column: str, value, why: str):
-        raise DataError(f"{source}: row {index + 1} (line {index + 2}), column {column!r}: "
-                        f"{why} {value!r}")
+    @staticmethod
+    def _bad(problems: list, mask: np.ndarray, series: pd.Series, column: str, why: str):
+        """Note every row of ``mask`` as a bad cell (row index, column, value, why)."""
+        for i in np.flatnonzero(mask)[:MAX_REPORTED]:
+            problems.append((int(i), column, series.iloc[int(i)], why))
+        problems.extend([None] * max(0, int(mask.sum()) - MAX_REPORTED))  # counted only
 
     def _strings(self, series: pd.Series) -> tuple[pd.Series, np.ndarray]:
         text = series.astype("string").str.strip()
         missing = (series.isna() | text.str.lower().isin(MISSING).fillna(True)).to_numpy()
         return text, missing
 
-    def _encode_column(self, seg: Segment, series: pd.Series, source: str) -> np.ndarray:
+    def _encode_column(self, seg: Segment, series: pd.Series, problems: list) -> np.ndarray:
+        """One column's encoding; every bad cell is added to ``problems``."""
         col = seg.column
         text, missing = self._strings(series)
-        if missing.any() and not col.nullable:
-            i = int(np.flatnonzero(missing)[0])
-            self._fail(source, i, col.name, series.iloc[i], "missing value (column is not "
-                       "nullable):")
+        if not col.nullable:
+            self._bad(problems, missing, series, col.name,
+                      "missing value (column is not nullable):")
         out = np.zeros((len(series), seg.end - seg.start), dtype=np.float32)
         present = ~missing
         if col.numeric:
             values = pd.to_numeric(text.where(present), errors="coerce").to_numpy(float)
-            bad = present & np.isnan(values)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                self._fail(source, i, col.name, series.iloc[i], "not a number:")
+            nan = present & np.isnan(values)
+            self._bad(problems, nan, series, col.name, "not a number:")
+            if col.type == "integer":
+                fraction = present & ~nan & (np.nan_to_num(values) % 1 != 0)
+                self._bad(problems, fraction, series, col.name, "not an integer:")
+            values = np.nan_to_num(values, nan=col.min)
             scaled = (np.clip(values, col.min, col.max) - col.min) / (col.max - col.min)
             out[present, 0] = scaled[present]
         elif col.type == "categorical":
             lookup = {c: k for k, c in enumerate(col.categories)}
             codes = text.map(lookup)
-            bad = present & codes.isna().to_numpy()
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                self._fail(source, i, col.name, series.iloc[i],
-                           f"unknown category (allowed: {', '.join(col.categories)}):")
-            rows = np.flatnonzero(present)
+            unknown = present & codes.isna().to_numpy()
+            self._bad(problems, unknown, series, col.name,
+                      f"unknown category (allowed: {', '.join(col.categories)}):")
+            rows = np.flatnonzero(present & ~unknown)
             out[rows, codes.to_numpy()[rows].astype(int)] = 1.0
         else:  # boolean
             low = text.str.lower()
             truth = low.isin(TRUE).fillna(False).to_numpy()
             falsity = low.isin(FALSE).fillna(False).to_numpy()
-            bad = present & ~truth & ~falsity
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                self._fail(source, i, col.name, series.iloc[i], "not a boolean:")
+            self._bad(problems, present & ~truth & ~falsity, series, col.name,
+                      "not a boolean:")
             out[truth & present, 0] = 1.0
         if col.nullable:
             out[missing, -1] = 1.0
@@ -111,10 +127,13 @@ class TableCodec:
             raise DataError(f"{source}: column(s) {', '.join(map(repr, extra))} are not in "
                             f"the schema {self.schema.source}")
         frame = frame.reset_index(drop=True)
-        parts = [self._encode_column(s, frame[s.column.name], source) for s in self.segments]
+        problems: list = []
+        parts = [self._encode_column(s, frame[s.column.name], problems) for s in self.segments]
         target = self.schema.target_column
         y_onehot = self._encode_column(Segment(target, 0, len(self.schema.classes)),
-                                       self._target_as_text(frame[target.name]), source)
+                                       self._target_as_text(frame[target.name]), problems)
+        if problems:
+            raise DataError(_cells_message(source, problems))
         y = y_onehot.argmax(axis=1).astype(np.int64)
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
         return x.astype(np.float32), y

@@ -68,6 +68,23 @@ def test_bad_values_name_file_row_column_and_value(change, message):
         CODEC.encode(_frame(**change), "f.csv")
 
 
+def test_every_bad_cell_of_a_file_is_named_in_one_message():
+    with pytest.raises(DataError) as caught:
+        CODEC.encode(_frame(age=["34", "42.7", "x"], smoker=["maybe", "no", "yes"]), "f.csv")
+    message = str(caught.value)
+    assert message.startswith("f.csv: 3 bad cells: row 1 (line 2), column 'smoker'")
+    assert "row 2 (line 3), column 'age': not an integer: '42.7'" in message
+    assert "row 3 (line 4), column 'age': not a number: 'x'" in message and "\n" not in message
+
+
+def test_a_file_full_of_bad_cells_names_twenty_and_counts_the_rest():
+    import pandas as pd
+
+    frame = pd.concat([_frame(age=["x", "y", "z"])] * 20, ignore_index=True)
+    with pytest.raises(DataError, match=r"60 bad cells: .*; and 40 more$"):
+        CODEC.encode(frame, "f.csv")
+
+
 def test_missing_and_extra_columns_are_named():
     with pytest.raises(DataError, match="missing column\\(s\\) 'region'"):
         CODEC.encode(_frame().drop(columns="region"), "f.csv")
