@@ -119,6 +119,9 @@ class ReplyJudge:
             self._check_content(status, entry, reply, global_arrays)
         except Rejected as why:
             return Judgement(line | {"verdict": "rejected", "rejection": str(why)}, status, entry)
+        except Exception as err:  # the event is authentic: keep it, whatever the rest holds
+            why = f"the reply cannot be read ({type(err).__name__})"
+            return Judgement(line | {"verdict": "rejected", "rejection": why}, status, entry)
         if status in UPDATE_STATUSES:
             # What the aggregator reads is rebuilt here: only the checked weights and the
             # uniform weight, never the reply's own metrics.
