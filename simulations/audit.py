@@ -232,9 +232,10 @@ def _anchor_findings(entries: list[dict], anchors) -> list[str]:
     return findings
 
 
-def _run_line_findings(entries: list[dict], config: ExperimentConfig, keys: dict) -> list[str]:
-    """Every line against the owners' signatures and the proposal in config.toml."""
-    findings, unkeyed, digest = [], set(), proposal_digest(config)
+def _run_line_findings(entries: list[dict], config: ExperimentConfig, keys: dict,
+                       digest: str) -> list[str]:
+    """Every line against the owners' signatures and the proposal (``digest``) in config.toml."""
+    findings, unkeyed = [], set()
     for n, e in enumerate(entries, start=1):
         where, cid, signed = f"ledger.jsonl: line {n}", e.get("client_id"), e.get("owner_entry")
         if e["mechanism"] == "gaussian-aggregate":
@@ -315,26 +316,26 @@ def _accepted_findings(event: dict, config: ExperimentConfig) -> list[str]:
     return out
 
 
-def _owner_ledger_findings(server: list[dict], folder: Path, run_ids: set, keys: dict,
-                           owners: list[OwnerAudit], config: ExperimentConfig,
-                           last_round: int) -> tuple[list[str], int]:
-    """Each owner's own ledger against the server's, in both directions, by signed line.
+def _read_owner_ledgers(folder: Path) -> dict[int, tuple[Path, list[dict]]]:
+    """Every owner's own ledger in ``folder`` (``client-N.jsonl``), verified, by owner id."""
+    out = {}
+    for path in sorted(folder.glob("client-*.jsonl")) if folder.is_dir() else []:
+        suffix = path.stem.removeprefix("client-")
+        if suffix.isdigit():
+            out[int(suffix)] = (path, read_ledger(path))
+    return out
 
-    Returns the findings and the last round of this run any owner recorded.
-    """
+
+def _owner_ledger_findings(server: list[dict], ledgers: dict, folder: Path, run_ids: set,
+                           keys: dict, digest: str) -> list[str]:
+    """Each owner's own ledger against the server's, in both directions, by signed line."""
     attested = False
     embedded: dict[int, dict[str, int]] = {}
     for n, e in enumerate(server, start=1):
         if e.get("owner_entry") is not None:
             embedded.setdefault(e["client_id"], {})[e["owner_entry"]["hash"]] = n
-    findings, given = [], set()
-    for path in sorted(folder.glob("client-*.jsonl")) if folder.is_dir() else []:
-        suffix = path.stem.removeprefix("client-")
-        if not suffix.isdigit():
-            continue
-        cid = int(suffix)
-        given.add(cid)
-        mine = read_ledger(path)
+    findings = []
+    for cid, (path, mine) in ledgers.items():
         for n, e in enumerate(mine, start=1):
             if e["client_id"] != cid:
                 findings.append(f"{path}: line {n} names owner {e['client_id']}")
@@ -343,34 +344,31 @@ def _owner_ledger_findings(server: list[dict], folder: Path, run_ids: set, keys:
         this_run = {e["hash"]: (n, e) for n, e in enumerate(mine, start=1)
                     if e["run_id"] in run_ids}
         theirs = embedded.get(cid, {})
-        for digest, (n, e) in this_run.items():
-            if digest not in theirs:
+        for line_hash, (n, e) in this_run.items():
+            if line_hash not in theirs:
                 findings.append(f"owner {cid}: its ledger's line {n} (round {e['round']}, "
                                 f"{e['mechanism']}) is missing from the server's ledger")
-        for digest, n in theirs.items():
-            if digest not in this_run:
+        for line_hash, n in theirs.items():
+            if line_hash not in this_run:
                 findings.append(f"owner {cid}: the server's ledger line {n} holds a signed "
                                 "event that the owner's own ledger lacks")
         findings += [f"owner {cid}: trained without DP in run {e['run_id']}, round "
                      f"{e['round']} (its own ledger says so): no DP guarantee holds for its "
                      "data" for e in mine if e["mechanism"] == NONPRIVATE]
-        digest = proposal_digest(config)
         findings += [f"owner {cid}: its ledger's line {n} was signed for another proposal "
                      "than config.toml" for n, e in this_run.values()
                      if e.get("proposal", digest) != digest]
         attested |= bool(this_run)
-        last_round = max([last_round, *(e["round"] for _, e in this_run.values())])
-        owners += audit_events(mine, lifetime=True)
-    if given and run_ids and not attested:
+    if ledgers and run_ids and not attested:
         findings.append(f"no owner's ledger holds any line of run {', '.join(map(str, run_ids))}: "
                         "the run's id is not attested by its owners (pass the id they know "
                         "with --run-id)")
-    missing = sorted(set(embedded) - given)
+    missing = sorted(set(embedded) - set(ledgers))
     if missing:
         findings.append(f"owners {', '.join(map(str, missing))}: their own ledgers were not "
                         f"given (--owner-ledgers DIR with client-N.jsonl, looked in {folder}); "
                         "events the coordinator dropped cannot be found without them")
-    return findings, last_round
+    return findings
 
 
 def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
@@ -415,12 +413,18 @@ def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
     folder = Path(owner_ledgers) if owner_ledgers is not None else run_dir / "ledgers"
     keys_dir = Path(owner_keys) if owner_keys is not None else folder
     keys = load_owner_keys(keys_dir) if keys_dir.is_dir() else {}
-    findings += _run_line_findings(entries, config, keys)
+    digest = proposal_digest(config)
+    findings += _run_line_findings(entries, config, keys, digest)
     owners = audit_events(entries, run_budget=config.epsilon if config.private else None)
-    last_round = max([0, *(e["round"] for e in entries), *(a[4] for a in anchors)])
-    more, last_round = _owner_ledger_findings(entries, folder, run_ids, keys, owners, config,
-                                              last_round)
-    findings += more + _release_findings(entries, config, last_round)
+    ledgers = _read_owner_ledgers(folder)
+    findings += _owner_ledger_findings(entries, ledgers, folder, run_ids, keys, digest)
+    for _, mine in ledgers.values():
+        owners += audit_events(mine, lifetime=True)
+    # The last round the run reached, by anything it or its owners recorded.
+    last_round = max([0, *(e["round"] for e in entries), *(a[4] for a in anchors),
+                      *(e["round"] for _, mine in ledgers.values() for e in mine
+                        if e["run_id"] in run_ids)])
+    findings += _release_findings(entries, config, last_round)
     if report is not None:
         findings += _report_findings(report, entries, owners, config)
     code = _finding_code(owners, findings)
