@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from client.dataset import LabelledData
 from privacy.experiment import OPTIMIZERS
+from privacy.update_bound import ADAM_BETAS
 
 # The inputs need no gradient, only the weights' per-sample ones: torch's note about
 # the backward hooks says nothing a user can act on.
@@ -47,7 +48,7 @@ def _optimizer(name: str, model: nn.Module, learning_rate: float) -> torch.optim
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=learning_rate)
     if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=learning_rate)
+        return torch.optim.Adam(model.parameters(), lr=learning_rate, betas=ADAM_BETAS)
     raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
 
 

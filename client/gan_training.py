@@ -27,12 +27,12 @@ from client.dp_training import (
     run_epochs,
 )
 from genai_models.cgan import ConditionalGAN
-
-GENERATOR_LR = 2e-3
+from privacy.update_bound import GENERATOR_BETAS, GENERATOR_LR
 
 
 def _generator_optimizer(model: ConditionalGAN) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.generator.parameters(), lr=GENERATOR_LR, betas=(0.5, 0.999))
+    # Its settings are public: the coordinator bounds how far the generator can move.
+    return torch.optim.Adam(model.generator.parameters(), lr=GENERATOR_LR, betas=GENERATOR_BETAS)
 
 
 def discriminator_batch(

@@ -95,7 +95,8 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
 
     for key, kind in (("verdict", str), ("rejection", str), ("owner_entry", dict),
                       ("key_id", str), ("signature", str), ("node_id", int),
-                      ("proposal", str), ("exhausted", bool)):
+                      ("proposal", str), ("exhausted", bool), ("update_norm", float),
+                      ("update_bound", float), ("clipped", bool)):
         if key in e and not isinstance(e[key], kind):
             bad(f"{key}={e[key]!r} has the wrong type")
     if "verdict" in e and e["verdict"] not in VERDICTS:

@@ -51,6 +51,7 @@ class RunState:
     exhausted_nodes: set[int] = field(default_factory=set)
     rounds_completed: int = 0
     rejected: list[str] = field(default_factory=list)
+    clipped: list[str] = field(default_factory=list)
     client_level_epsilon: float | None = None
     ledger_head: str = GENESIS
     ledger_lines: int = 0
@@ -66,6 +67,12 @@ def record(state: RunState, judgement: Judgement, server_round: int, say: bool =
         state.rejected.append(f"round {server_round}: {who}: {why}")
         if say:
             console.print(f"round {server_round}: rejected {who}: {why}")
+    if line.get("clipped"):
+        state.clipped.append(f"round {server_round}: owner {line['client_id']}: norm "
+                             f"{line['update_norm']:.4g} > bound {line['update_bound']:.4g}")
+        if say:
+            console.print(f"round {server_round}: owner {line['client_id']}'s update clipped "
+                          f"to {line['update_bound']:.4g} (norm {line['update_norm']:.4g})")
     if judgement.client_id is None:
         if line["verdict"] == "recorded":  # an unsigned refusal: no owner can be named
             state.rejected.append(f"round {server_round}: node {line['node_id']}: "

@@ -12,13 +12,15 @@ content can raise out of :meth:`ReplyJudge.judge`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from flwr.app import Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
+from privacy.accountant import calibrate_noise
 from privacy.experiment import ExperimentConfig, proposal_digest
 from privacy.ledger import (
     NONPRIVATE,
@@ -29,6 +31,7 @@ from privacy.ledger import (
     entry_hash,
 )
 from privacy.signing import key_id, verify
+from privacy.update_bound import Recipe
 
 STATUSES = ("trained", "trained-exhausted", "exhausted", "refused", "failed", "nonprivate",
             "replayed")
@@ -82,6 +85,7 @@ class ReplyJudge:
         self.seen: set[str] = set()
         self.rounds_of: set[tuple[int, int]] = set()
         self.proposal = proposal_digest(settings)
+        self.recipe = _recipe(settings) if settings.private else None
 
     def judge(self, reply: Message, server_round: int,
               global_arrays: dict[str, torch.Tensor]) -> Judgement:
@@ -116,18 +120,21 @@ class ReplyJudge:
         line = {**{k: v for k, v in entry.items() if k not in OWNER_CHAIN_FIELDS}, **base,
                 "owner_entry": entry}
         try:
-            self._check_content(status, entry, reply, global_arrays)
+            self._check_content(status, entry, reply)
+            if status in UPDATE_STATUSES:
+                update = _checked_weights(reply, global_arrays)
+                update, bounded = self._bounded(status, entry, update, global_arrays)
         except Rejected as why:
             return Judgement(line | {"verdict": "rejected", "rejection": str(why)}, status, entry)
         except Exception as err:  # the event is authentic: keep it, whatever the rest holds
             why = f"the reply cannot be read ({type(err).__name__})"
             return Judgement(line | {"verdict": "rejected", "rejection": why}, status, entry)
         if status in UPDATE_STATUSES:
-            # What the aggregator reads is rebuilt here: only the checked weights and the
-            # uniform weight, never the reply's own metrics.
-            reply.content = RecordDict({"arrays": reply.content["arrays"],
+            # What the aggregator reads is rebuilt here: only the checked (and bounded)
+            # weights and the uniform weight, never the reply's own metrics.
+            reply.content = RecordDict({"arrays": ArrayRecord(update),
                                         "metrics": MetricRecord({"unit-weight": 1})})
-            return Judgement(line | {"verdict": "accepted"}, status, entry)
+            return Judgement(line | bounded | {"verdict": "accepted"}, status, entry)
         return Judgement(line | {"verdict": "recorded"}, status, entry)
 
     def remember(self, entries: list[dict]) -> None:
@@ -209,9 +216,29 @@ class ReplyJudge:
             raise Rejected(f"the event's signature does not verify with owner {cid}'s key")
         self.keys[cid] = key
 
-    def _check_content(self, status: str, entry: dict, reply: Message,
-                       global_arrays: dict[str, torch.Tensor]) -> None:
-        """Status agrees with event, event with the proposal, weights with the model."""
+    def _bounded(self, status: str, entry: dict, update: dict[str, torch.Tensor],
+                 global_arrays: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+        """The update clipped to what its signed DP steps can move (post-processing).
+
+        Returns the weights to count and the ledger fields that say what was done.
+        Non-private rounds have no recipe bound (see :mod:`privacy.update_bound`).
+        """
+        if self.recipe is None or status == "nonprivate":
+            return update, {}
+        dimensions = {name: t.numel() for name, t in global_arrays.items()}
+        bound = self.recipe.bound(dimensions, entry["steps"], entry["noise_multiplier"])
+        delta = {name: update[name].double() - global_arrays[name].double() for name in update}
+        norm = math.sqrt(sum(float((d * d).sum()) for d in delta.values()))
+        fields = {"update_norm": _rounded(norm), "update_bound": _rounded(bound),
+                  "clipped": norm > bound}
+        if norm <= bound:
+            return update, fields
+        scale = bound / norm
+        return ({name: (global_arrays[name].double() + d * scale).to(global_arrays[name].dtype)
+                 for name, d in delta.items()}, fields)
+
+    def _check_content(self, status: str, entry: dict, reply: Message) -> None:
+        """Status agrees with event, event with the proposal, no weights where none belong."""
         s = self.settings
         if MECHANISM_OF[status] != entry["mechanism"]:
             raise Rejected(f"status {status} with a {entry['mechanism']} event")
@@ -240,10 +267,11 @@ class ReplyJudge:
             if entry["lifetime_epsilon"] > entry["epsilon_budget"] * (1 + 1e-9):
                 raise Rejected(f"lifetime epsilon {entry['lifetime_epsilon']:.4f} exceeds the "
                                f"owner's budget {entry['epsilon_budget']}")
-        _check_weights(reply, global_arrays)
 
 
-def _check_weights(reply: Message, global_arrays: dict[str, torch.Tensor]) -> None:
+def _checked_weights(reply: Message,
+                     global_arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reply's weights, when they have the global model's names, order, shapes, dtypes."""
     try:
         update = reply.content["arrays"].to_torch_state_dict()
     except Exception as err:  # any malformed record: the reply is rejected, the round goes on
@@ -258,6 +286,22 @@ def _check_weights(reply: Message, global_arrays: dict[str, torch.Tensor]) -> No
                            f"{global_arrays[name].dtype}")
         if not torch.isfinite(tensor).all():
             raise Rejected(f"weight {name} is not finite")
+    return update
+
+
+def _rounded(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _recipe(s: ExperimentConfig) -> Recipe:
+    """The proposal's public recipe, with the noise an owner with a fresh budget uses."""
+    try:
+        noise = calibrate_noise(epsilon=s.epsilon, delta=s.delta, sample_rate=s.sample_rate,
+                                steps=s.rounds * s.steps_per_round, accountant=s.accountant)
+    except ValueError:  # no noise fits the proposal: every owner will refuse anyway
+        noise = math.inf
+    return Recipe(model=s.model, optimizer=s.optimizer, learning_rate=s.learning_rate,
+                  max_grad_norm=s.max_grad_norm, batch_size=s.batch_size, proposal_noise=noise)
 
 
 def _owner_id(cid) -> int:

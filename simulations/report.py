@@ -105,6 +105,7 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
         "fidelity": {},
         "attacks": {},
         "rejected_updates": state.rejected,
+        "clipped_updates": state.clipped,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
 
@@ -174,6 +175,12 @@ def render_markdown(report: dict, run_dir: Path) -> str:
     refusals = [f"- owner {c['client_id']}, {r}" for c in p["per_client"] for r in c["refusals"]]
     if refusals:
         lines += ["", "Refusals (the owners' own reasons):", "", *refusals]
+    if report["rejected_updates"]:
+        lines += ["", "Left out by the coordinator (rejected replies, silent nodes):", "",
+                  *[f"- {r}" for r in report["rejected_updates"]]]
+    if report.get("clipped_updates"):
+        lines += ["", "Clipped to what their DP steps can move (counted, scaled down):", "",
+                  *[f"- {r}" for r in report["clipped_updates"]]]
     lines += [
         "",
         "## Artifacts",

@@ -128,6 +128,20 @@ def test_robust_aggregation_resists_one_scaled_update(tmp_path, owners, aggregat
     assert arrays.to_torch_state_dict()["w"].abs().max() < 10
 
 
+def test_fedavg_counts_a_scaled_update_only_up_to_what_dp_steps_can_move(tmp_path, owners):
+    s = _settings()
+    guard, state, ledger = _guard(tmp_path, s)
+    guard.configure_train(1, MODEL, ConfigRecord({}), FakeGrid([10, 11, 12]))
+    replies = [_reply(owners[0], s, 0, 1, [1.0, 1.0]), _reply(owners[1], s, 1, 1, [1.0, 1.0]),
+               _reply(owners[2], s, 2, 1, [1e6, 1e6])]
+    arrays, _ = guard.aggregate_train(1, replies)
+    bound = read_ledger(ledger.path)[2]["update_bound"]
+    assert arrays.to_torch_state_dict()["w"].tolist() == pytest.approx(
+        [(2 + bound / 2**0.5) / 3] * 2, rel=1e-5)
+    assert [e["clipped"] for e in read_ledger(ledger.path)] == [False, False, True]
+    assert state.clipped == [f"round 1: owner 2: norm 1.414e+06 > bound {bound:.4g}"]
+
+
 def test_owner_level_dp_releases_even_when_no_reply_counts(tmp_path, owners):
     s = _settings(client_dp="fixed", client_noise=1.0, num_clients=1, client_delta=1e-3)
     gaussian = ClientLevelGaussian(ClientDpSettings.from_experiment(s))

@@ -249,3 +249,31 @@ def test_a_replayed_spend_is_recorded_once_and_never_averaged(tmp_path, owners):
     resumed.remember([j.line])  # a resumed run that already holds it
     again = resumed.judge(_reply(record, arrays=False), 1, GLOBAL)
     assert again.line["verdict"] == "rejected" and "a second event" in again.line["reason"]
+
+
+def test_an_update_beyond_what_its_dp_steps_can_move_is_clipped_to_the_bound(tmp_path, owners):
+    """A malicious owner's 1e6-scaled update counts no more than the recipe allows."""
+    judge = _judge(tmp_path)
+    global_arrays = {"w": torch.zeros(2)}
+    bound = judge.recipe.bound({"w": 2}, 4, 1.1)
+    entry, reply = _signed(owners[0], "trained", _spend())
+    reply.content["arrays"] = ArrayRecord({"w": torch.tensor([3e6, 4e6])})
+    j = judge.judge(reply, 1, global_arrays)
+    assert j.counts and j.line["clipped"] is True
+    assert j.line["update_norm"] == 5e6 and j.line["update_bound"] == pytest.approx(bound, rel=1e-5)
+    counted = reply.content["arrays"].to_torch_state_dict()["w"]
+    assert float(counted.norm()) == pytest.approx(bound, rel=1e-5)
+    assert counted[1] / counted[0] == pytest.approx(4 / 3)  # clipped, not reshaped
+    # An update within the bound counts as it came.
+    entry, honest = _signed(owners[1], "trained", _spend(client_id=1), node=6)
+    honest.content["arrays"] = ArrayRecord({"w": torch.tensor([0.3, 0.4])})
+    j = judge.judge(honest, 1, global_arrays)
+    assert j.counts and j.line["clipped"] is False and j.line["update_norm"] == 0.5
+    assert torch.equal(honest.content["arrays"].to_torch_state_dict()["w"],
+                       torch.tensor([0.3, 0.4]))
+
+
+def test_a_forged_huge_noise_multiplier_buys_no_larger_bound(tmp_path, owners):
+    recipe = _judge(tmp_path).recipe
+    fair = recipe.bound({"w": 1000}, 4, recipe.proposal_noise * 2)
+    assert recipe.bound({"w": 1000}, 4, 1e6) == fair
