@@ -116,15 +116,15 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
     if server_round is None:  # nothing a ledger line could name: refused, not recorded
         return _reply(msg, None, None, {"status": "refused", "client_id": cid,
                                         "reason": "the message has no valid server-round"})
+    run_id = _run_id(msg, context)
     try:
         with locked(policy.ledger_path, policy.signing_key) as ledger:
             try:
                 proposal = ExperimentConfig.parse(run_config, "run_config")
             except ConfigError as err:
-                return _refuse(msg, ledger, cid, context.run_id, server_round,
+                return _refuse(msg, ledger, cid, run_id, server_round,
                                Refusal(f"the proposal is invalid: {err}"))
-            request = Request(context.run_id, server_round, proposal,
-                              proposal_digest(proposal))
+            request = Request(run_id, server_round, proposal, proposal_digest(proposal))
             try:
                 return _train_within_policy(msg, ledger, policy, request)
             except Replayed as replayed:
@@ -159,6 +159,23 @@ def _server_round(msg: Message) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
         return None
+    return value
+
+
+def _run_id(msg: Message, context: Context) -> int:
+    """The run the message belongs to: fedsynth's run id when the message names one.
+
+    A run resumed after a crash is a new Flower run with the old fedsynth run id, so
+    the owner re-sends (never re-spends) what it already trained in it. A coordinator
+    choosing the id gains nothing: a fresh id is what a fresh ``flwr run`` gets anyway,
+    and the owner's lifetime budget covers every run.
+    """
+    try:
+        value = msg.content["config"]["run-id"]
+    except (KeyError, TypeError):
+        return context.run_id
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        return context.run_id
     return value
 
 

@@ -23,6 +23,12 @@ def run_dir_for(run_dir: str, model: str, dataset: str) -> Path:
 ARTIFACTS = ("config.toml", "ledger.jsonl", "report.json", "checkpoints", "synthetic")
 
 
+def unfinished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run that stopped after a checkpoint and before its report."""
+    return (any((run_dir / "checkpoints").glob("round-*.pt"))
+            and not (run_dir / "report.json").exists())
+
+
 class RunDirBusy(ConfigError):
     """A run directory that another run holds or already wrote into; the message says which."""
 

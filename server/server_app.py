@@ -20,7 +20,7 @@ from rich.console import Console
 
 from genai_models import build_model, resolve
 from privacy.atomic import write_text
-from privacy.experiment import ExperimentConfig
+from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
 from privacy.ledger import Ledger
 from privacy.signing import load_owner_keys
 from server.aggregation import build_strategy
@@ -29,21 +29,25 @@ from server.client_dp import ClientDpSettings, ClientLevelGaussian
 from server.owner_guard import OwnerGuard, RunState, state_from_ledger
 from server.release import release_images, release_table
 from server.replies import ReplyJudge
-from server.run_dir import claim, run_dir_for
+from server.run_dir import claim, run_dir_for, unfinished
 
 app = ServerApp()
 console = Console(highlight=False)
 
 def run_federation(grid: Grid, run_config: dict, run_id: int = 0,
-                   resume: bool = False) -> Path:
+                   resume: bool | None = False) -> Path:
     """Run every round, release synthetic data and write the report; return the run dir.
 
     The run directory is held exclusively for the whole run (:func:`server.run_dir.claim`).
-    With ``resume``, an unfinished run continues after its last checkpoint, with the same
-    run id (owners re-send, never re-spend, a round they already trained).
+    With ``resume``, an unfinished run continues after its last checkpoint, with its own
+    run id (owners re-send, never re-spend, a round they already trained) and only with
+    the configuration it started with; ``None`` resumes when the directory holds an
+    unfinished run (what ``flwr run`` does after a crash of the SuperLink or ServerApp).
     """
     settings = ExperimentConfig.parse(run_config, "run_config")
     where = run_dir_for(settings.run_dir, settings.model, settings.dataset)
+    if resume is None:
+        resume = unfinished(where)
     with claim(where, resume=resume) as run_dir:
         return _run(grid, settings, run_id, run_dir, resume)
 
@@ -66,9 +70,11 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     ledger = Ledger(run_dir / "ledger.jsonl")
     first = 1
     if resume:
+        _same_proposal(settings, run_dir)
         latest = load_latest(run_dir)
         arrays = ArrayRecord(latest["model"])
         first = int(latest["round"]) + 1
+        run_id = int(latest["server"]["run_id"])
         state = state_from_ledger(run_id, settings.private, ledger.entries)
         judge.remember(ledger.entries)
         if owner_dp is not None:
@@ -81,7 +87,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
         state = RunState(run_id=run_id, private=settings.private)
     guard = OwnerGuard(base, judge=judge, ledger=ledger, state=state,
                        fraction=settings.fraction, owner_dp=owner_dp)
-    train_config = ConfigRecord({})
+    train_config = ConfigRecord({"run-id": run_id})  # fedsynth's, kept across a resume
     timings["setup"] = time.perf_counter() - t0
 
     t_train = time.perf_counter()
@@ -130,6 +136,22 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     return run_dir
 
 
+def _same_proposal(settings: ExperimentConfig, run_dir: Path) -> None:
+    """A run resumes only with the proposal its owners signed (its config.toml)."""
+    where = run_dir / "config.toml"
+    try:
+        started = ExperimentConfig.parse(ExperimentConfig.read_toml(where), str(where))
+    except (OSError, ConfigError) as err:
+        raise ConfigError(f"run-dir: {run_dir} holds an unfinished run whose config.toml "
+                          f"cannot be read ({err}); choose a new directory") from None
+    if proposal_digest(started) != proposal_digest(settings):
+        differ = [k for k, v in started.to_run_config().items()
+                  if settings.to_run_config()[k] != v]
+        raise ConfigError(f"run-dir: {run_dir} holds an unfinished run with another "
+                          f"configuration ({', '.join(differ)} differ from its config.toml); "
+                          "resume it with the same run config, or choose a new directory")
+
+
 def _note_silent(state: RunState, server_round: int, messages: list, replies: list) -> None:
     """Name the nodes that did not reply within the round's timeout (they are left out)."""
     silent = {m.metadata.dst_node_id for m in messages} - {
@@ -158,4 +180,4 @@ def _progress(settings: ExperimentConfig, state: RunState, rnd: int, trained: in
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point for ``flwr run .``: the experiment comes from ``context.run_config``."""
-    run_federation(grid, dict(context.run_config), context.run_id)
+    run_federation(grid, dict(context.run_config), context.run_id, resume=None)

@@ -31,8 +31,9 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
 
     ``policies[i]`` is what owner i's node_config states (the user speaks for every
     simulated owner); the ClientApp reads it exactly as it reads a real node's. The run
-    id is fedsynth's own, the same for the coordinator and every owner, so that a run
-    resumed (``resume_run_id``) is the same run to them (Flower's changes per start).
+    id is fedsynth's own (the ServerApp sends it with every train message), so that a
+    run resumed (``resume_run_id``) is the same run to the owners (Flower's changes per
+    start).
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -61,9 +62,6 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
     @client_app.train()
     def _train(msg: Message, context: Context) -> Message:
         owner = policies[int(context.node_config["partition-id"])]
-        context = Context(run_id=run_id, node_id=context.node_id,
-                          node_config=context.node_config, state=context.state,
-                          run_config=context.run_config)
         return train_round(msg, context, run_config, owner.to_node_config())
 
     if not verbose:
