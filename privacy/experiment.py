@@ -126,6 +126,21 @@ class ExperimentConfig:
         """DP-SGD steps an owner is asked for each round: local epochs / q, in expectation."""
         return max(1, round(self.local_epochs / self.sample_rate))
 
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Each key's docstring (kebab-case key → text): the help of its flag."""
+        import ast
+        import inspect
+        import textwrap
+
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+        docs = {}
+        for field_node, doc in zip(body, body[1:], strict=False):
+            if (isinstance(field_node, ast.AnnAssign) and isinstance(doc, ast.Expr)
+                    and isinstance(doc.value, ast.Constant)):
+                docs[field_node.target.id.replace("_", "-")] = " ".join(doc.value.value.split())
+        return docs
+
     def to_run_config(self) -> dict:
         """The flat kebab-case dict Flower passes as ``context.run_config``."""
         return {k.replace("_", "-"): v for k, v in asdict(self).items()}
@@ -259,7 +274,8 @@ def coerce(source: str, key: str, value, kind):
         try:
             value = int(text) if target is int else float(text)
         except ValueError:
-            raise ConfigError(f"{source}: {key}={value!r} must be {target.__name__}") from None
+            kind_text = "an integer (digits only)" if target is int else "a number"
+            raise ConfigError(f"{source}: {key}={value!r} must be {kind_text}") from None
     if target is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {key}={value!r} must be true or false")

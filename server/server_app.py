@@ -56,6 +56,15 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
          resume: bool) -> Path:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    if resume:  # the run's own id and proposal, whoever restarts it
+        _same_proposal(settings, run_dir)
+        try:
+            latest = load_latest(run_dir)
+            run_id = int(latest["server"]["run_id"])
+        except Exception as err:  # a checkpoint cut short by the crash is named
+            raise ConfigError(f"run-dir: the last checkpoint of {run_dir} cannot be read "
+                              f"({type(err).__name__}); delete it to resume from the one "
+                              "before") from None
     spec, codec = resolve(settings.dataset, settings.schema_path)
     torch.manual_seed(settings.seed)
     model = build_model(
@@ -70,11 +79,8 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     ledger = Ledger(run_dir / "ledger.jsonl")
     first = 1
     if resume:
-        _same_proposal(settings, run_dir)
-        latest = load_latest(run_dir)
         arrays = ArrayRecord(latest["model"])
         first = int(latest["round"]) + 1
-        run_id = int(latest["server"]["run_id"])
         state = state_from_ledger(run_id, settings.private, ledger.entries)
         judge.remember(ledger.entries)
         if owner_dp is not None:

@@ -12,56 +12,65 @@ import json
 import math
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
-from privacy.experiment import ConfigError, ExperimentConfig
+from genai_models import DATASETS, MODELS
+from privacy.experiment import (
+    ACCOUNTANTS,
+    AGGREGATIONS,
+    CLIENT_DP_MODES,
+    OPTIMIZERS,
+    PARTITIONS,
+    ConfigError,
+    ExperimentConfig,
+)
 from server.run_dir import run_dir_for
 
-# flag -> config key; every flag overrides the --config file.
-SIMULATE_FLAGS = {
-    "model": str,
-    "dataset": str,
-    "num-clients": int,
-    "fraction": float,
-    "rounds": int,
-    "local-epochs": int,
-    "epsilon": str,  # a number or "inf"; coerced by the config
-    "delta": float,
-    "accountant": str,
-    "sample-rate": float,
-    "batch-size": int,
-    "learning-rate": float,
-    "optimizer": str,
-    "aggregation": str,
-    "round-timeout": float,
-    "server-learning-rate": float,
-    "server-momentum": float,
-    "hidden-dim": int,
-    "latent-dim": int,
-    "partition": str,
-    "alpha": float,
-    "seed": int,
-    "client-dp": str,
-    "client-noise": float,
-    "client-clip": float,
-    "client-delta": float,
-    "canaries": int,
-}
+# Flags for config keys; every flag overrides the --config file. Values stay text here
+# and are typed strictly by ExperimentConfig (so "--rounds 2.7" is refused, not 2).
+SIMULATE_FLAGS = (
+    "model", "dataset", "num-clients", "fraction", "rounds", "local-epochs", "epsilon",
+    "delta", "accountant", "sample-rate", "batch-size", "learning-rate", "optimizer",
+    "aggregation", "round-timeout", "server-learning-rate", "server-momentum", "hidden-dim",
+    "latent-dim", "partition", "alpha", "holdout", "seed", "synthetic-samples", "client-dp",
+    "client-noise", "client-clip", "client-delta", "canaries",
+)
+CHOICES = {"model": MODELS, "dataset": DATASETS, "accountant": ACCOUNTANTS,
+           "optimizer": OPTIMIZERS, "aggregation": AGGREGATIONS, "partition": PARTITIONS,
+           "client-dp": CLIENT_DP_MODES}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        """Print ``fedsynth: error: MESSAGE`` and exit 2."""
+        print(f"fedsynth: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _flag_help(key: str, docs: dict[str, str], defaults: dict) -> str:
+    """A flag's help: its key's docstring, its default and its allowed values."""
+    allowed = f"; one of {', '.join(CHOICES[key])}" if key in CHOICES else ""
+    return f"{docs[key]} (default {defaults[key]!r}{allowed})".replace("%", "%%")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fedsynth",
         description="Federated, differentially private synthetic data with Flower and Opacus.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     sim = sub.add_parser(
         "simulate",
         help="train a generative model across simulated data owners and release synthetic data",
     )
     sim.add_argument("--config", type=Path, help="TOML file with experiment keys")
-    for flag, kind in SIMULATE_FLAGS.items():
-        sim.add_argument(f"--{flag}", type=kind, default=None)
+    docs, defaults = ExperimentConfig.field_docs(), ExperimentConfig().to_run_config()
+    for flag in SIMULATE_FLAGS:
+        sim.add_argument(f"--{flag}", default=None, metavar=flag.split("-")[-1].upper(),
+                         help=_flag_help(flag, docs, defaults))
     sim.add_argument("--budgets", help="owners' own lifetime budgets, OWNER=EPSILON,... "
                      "(default: every owner's is --epsilon)")
     sim.add_argument("--owner-ledgers", type=Path,
@@ -270,6 +279,8 @@ def _schema_infer(args: argparse.Namespace) -> int:
     from privacy.atomic import write_text
     from simulations.schema_draft import WARNING, draft_schema
 
+    if args.out is not None and args.out.parent.exists() and not args.out.parent.is_dir():
+        raise ConfigError(f"--out: {args.out} cannot be written ({args.out.parent} is a file)")
     try:
         schema = draft_schema(args.csv, args.target)
     except ValueError as err:
@@ -315,15 +326,21 @@ def _sweep(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from simulations.report import evaluate_into, print_summary, write_report
 
+    where = args.run_dir / "config.toml"
     try:
-        run_config = ExperimentConfig.parse(
-            tomllib.loads((args.run_dir / "config.toml").read_text()), "config.toml")
-        report = json.loads((args.run_dir / "report.json").read_text())
+        run_config = ExperimentConfig.parse(tomllib.loads(where.read_text()), str(where))
+        where = args.run_dir / "report.json"
+        report = json.loads(where.read_text())
     except FileNotFoundError as err:
         raise ConfigError(f"evaluate: {args.run_dir} is not a finished run ({err.filename} "
                           "is missing)") from None
     except (ValueError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"evaluate: {args.run_dir}: unreadable run files ({err})") from None
+        raise ConfigError(f"evaluate: {where} cannot be read ({err})") from None
+    privacy = report.get("privacy") if isinstance(report, dict) else None
+    if not isinstance(privacy, dict) or not {"dp", "max_epsilon"} <= privacy.keys() or \
+            not isinstance(report.get("timings"), dict):
+        raise ConfigError(f"evaluate: {args.run_dir / 'report.json'} is not a fedsynth report "
+                          "(its privacy or timings section is missing)")
     evaluate_into(report, args.run_dir, run_config)
     write_report(args.run_dir, report)
     print_summary(report, args.run_dir)
@@ -366,7 +383,14 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command; return the exit code."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error already printed (2)
+        return int(done.code or 0)
+    if not getattr(args, "verbose", False):
+        # Libraries' advice (flwr-datasets' partition sizes, scikit-learn's convergence,
+        # torch's hooks) is for those who ask with --verbose; errors stay one line.
+        warnings.simplefilter("ignore")
     try:
         if args.command == "simulate":
             return _simulate(args)

@@ -16,11 +16,28 @@ import pandas as pd
 
 from client.dataset import LabelledData, canaries, train_holdout
 from genai_models import build_model, resolve
-from privacy.experiment import ExperimentConfig
+from privacy.experiment import ConfigError, ExperimentConfig
 from server.checkpoints import load_latest
 from simulations.attacks import dcr_attack, discriminator_attack, elbo_attack
 from simulations.fidelity import image_fidelity, table_fidelity
 from simulations.utility import tstr_trtr
+
+
+def _released_images(path: Path, value_max: float) -> LabelledData:
+    """The released images, or a one-line ConfigError naming the file that cannot be read."""
+    try:
+        with np.load(path) as synth:
+            x, y = synth["x"], synth["y"]
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no release to evaluate (the run stopped before it)") \
+            from None
+    except Exception as err:  # truncated, not an npz, or without x and y
+        raise ConfigError(f"{path}: the release cannot be read ({type(err).__name__}); "
+                          "expected an npz with arrays x and y") from None
+    if x.ndim != 2 or len(x) != len(y):
+        raise ConfigError(f"{path}: x has shape {x.shape} and y {y.shape}; expected one row "
+                          "of x per label")
+    return LabelledData(x / value_max, y)
 
 
 def evaluate_release(run_dir: Path, config: ExperimentConfig,
@@ -32,8 +49,7 @@ def evaluate_release(run_dir: Path, config: ExperimentConfig,
     train, holdout = train_holdout(config.dataset, config.holdout, seed, config.data_path,
                                    schema_path)
     if codec is None:
-        with np.load(run_dir / "synthetic" / "synthetic.npz") as synth:
-            synthetic = LabelledData(synth["x"] / spec.value_max, synth["y"])
+        synthetic = _released_images(run_dir / "synthetic" / "synthetic.npz", spec.value_max)
         fidelity = image_fidelity(synthetic, train, holdout, seed)
     else:
         # Encoding the released CSV with the schema also proves it respects the schema.

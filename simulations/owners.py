@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from client.dataset import partition_identity, partition_indices, partition_pin, train_holdout
+from genai_models.schema import SchemaError
+from genai_models.table_codec import DataError
 from privacy.experiment import ConfigError, ExperimentConfig
 from privacy.policy import DEFAULT_EPSILON_BUDGET, OwnerPolicy
 
@@ -98,8 +100,12 @@ def smallest_owner(config: ExperimentConfig) -> int:
     try:
         train, holdout = train_holdout(config.dataset, config.holdout, config.seed,
                                        config.data_path, config.schema_path)
-    except ValueError as err:  # a bad schema or CSV: its message names file, row, column
+    except (DataError, SchemaError) as err:  # its message names file, row, column
         raise ConfigError(str(err)) from None
+    except ValueError:  # scikit-learn's split: no training record or holdout is left
+        raise ConfigError(f"holdout={config.holdout:g} leaves no training records or no "
+                          f"holdout of every class in {config.data_path or config.dataset}; "
+                          "expected a share that leaves both, e.g. 0.3") from None
     # Judged before any budget is spent: the release is scored by classifiers (TSTR)
     # that need two classes in the training records and in the holdout.
     for part, records in (("training records", train), ("holdout", holdout)):
@@ -114,7 +120,13 @@ def smallest_owner(config: ExperimentConfig) -> int:
             config.alpha, config.data_path, config.schema_path,
         )
     except ValueError as err:
-        raise ConfigError(f"num-clients: {err}") from None
+        if "exceeds" in str(err):
+            raise ConfigError(f"num-clients: {err}") from None
+        # flwr-datasets' Dirichlet partitioner gave up: some owner kept getting too few
+        raise ConfigError(f"num-clients={config.num_clients}: a dirichlet split (alpha "
+                          f"{config.alpha:g}) of {len(train)} training records leaves some "
+                          "owner too few records; expected fewer owners, a larger --alpha, "
+                          "or --partition iid") from None
     return min(len(p) for p in parts)
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from client.dataset import load_partition, sklearn_table
 from genai_models.data_spec import SCHEMA_DIR
+from privacy.ledger import read_ledger
 from simulations.certs import make_certificates
 from simulations.cli import main
 
@@ -40,11 +41,11 @@ def federation(tmp_path):
     """Certificates, two owners' data files and a Flower config naming the SuperLink."""
     certs = tmp_path / "certs"
     make_certificates(certs, ["localhost", "127.0.0.1"], nodes=3)
-    for i in range(2):
-        part = load_partition("digits", i, 2, scheme="iid", alpha=1.0, holdout=0.3, seed=0)
+    for i in range(3):
+        part = load_partition("digits", i, 3, scheme="iid", alpha=1.0, holdout=0.3, seed=0)
         np.savez(tmp_path / f"owner-{i}.npz", x=part.x * 16, y=part.y)
         # The same owners as tables: breast-cancer rows in the shipped schema's columns.
-        frame = sklearn_table("breast-cancer").iloc[i::2]
+        frame = sklearn_table("breast-cancer").iloc[i::3]
         frame.to_csv(tmp_path / f"owner-{i}.csv", index=False)
     port = _free_port()
     home = tmp_path / "flwr-home"
@@ -64,11 +65,18 @@ def federation(tmp_path):
         procs.append(proc)
         return proc
 
-    start([BIN / "flower-superlink", "--ssl-ca-certfile", certs / "ca.crt",
-           "--ssl-certfile", certs / "server.crt", "--ssl-keyfile", certs / "server.key",
-           "--enable-supernode-auth", "--disable-runtime-dependency-installation",
-           "--host", "127.0.0.1", "--port", str(port)], tmp_path / "superlink.log")
-    _wait_for_port(port)
+    def superlink():
+        """The SuperLink, its state in a database file (a restart keeps registrations)."""
+        proc = start([BIN / "flower-superlink", "--ssl-ca-certfile", certs / "ca.crt",
+                      "--ssl-certfile", certs / "server.crt", "--ssl-keyfile",
+                      certs / "server.key", "--enable-supernode-auth",
+                      "--disable-runtime-dependency-installation", "--database",
+                      tmp_path / "superlink.db", "--host", "127.0.0.1", "--port", str(port)],
+                     tmp_path / f"superlink-{len(procs)}.log")
+        _wait_for_port(port)
+        return proc
+
+    link = superlink()
     # Each owner makes its signing key on its own side; the coordinator gets the .pub only.
     keys = tmp_path / "owner-public-keys"
     keys.mkdir()
@@ -78,7 +86,7 @@ def federation(tmp_path):
         assert main(["keygen", str(own)]) == 0
         shutil.copy(own.with_suffix(".pub"), keys / f"owner-{i}.pub")
     yield {"tmp": tmp_path, "certs": certs, "port": port, "env": env, "start": start,
-           "keys": keys}
+           "keys": keys, "superlink": superlink, "link": link}
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -259,3 +267,90 @@ def test_a_restarted_owner_and_a_second_run_never_pass_the_lifetime_budget(feder
                                 str(ledgers), "--owner-keys", str(fed["keys"])],
                                capture_output=True, text=True, timeout=120)
         assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def _owner_config(fed, i, budget=8.0):
+    return (f'data-path="{fed["tmp"] / f"owner-{i}.npz"}" client-id={i} '
+            f'epsilon-budget={budget} '
+            f'ledger-path="{fed["tmp"] / "owner-ledgers" / f"client-{i}.jsonl"}" '
+            f'signing-key="{fed["tmp"] / f"owner-{i}-secrets" / f"owner-{i}.key"}"')
+
+
+def _start_owners(fed, n):
+    nodes = {}
+    for i in range(n):
+        reg = _flwr(fed, "supernode", "register", str(fed["certs"] / f"node-{i}.pub"), "fedsynth")
+        assert reg.returncode == 0, reg.stdout + reg.stderr
+        nodes[i] = _supernode(fed, i, node_config=_owner_config(fed, i))
+    return nodes
+
+
+def _spent_rounds(fed, i, run_id=None):
+    """(run id, round) of every spend in owner i's own ledger."""
+    return [(e["run_id"], e["round"])
+            for e in _spends(fed["tmp"] / "owner-ledgers" / f"client-{i}.jsonl")
+            if run_id is None or e["run_id"] == run_id]
+
+
+@pytest.mark.faults
+def test_a_third_of_the_owners_killed_mid_run_the_run_finishes_and_names_them(federation):
+    """One of three SuperNodes (33%) is SIGKILLed after its first spend."""
+    fed = federation
+    nodes = _start_owners(fed, 3)
+    run_dir = fed["tmp"] / "run"
+    submitted = _flwr(fed, "run", ".", "fedsynth", "--run-config",
+                      f'num-clients=3 rounds=4 hidden-dim=16 synthetic-samples=100 '
+                      f'round-timeout=90 owner-keys="{fed["keys"]}" run-dir="{run_dir}"')
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    _wait_until(lambda: any(e["client_id"] == 2 for e in _spends(run_dir / "ledger.jsonl")),
+                240, "owner 2 never trained")
+    os.killpg(nodes[2].pid, signal.SIGKILL)
+    _wait_until(lambda: _run_finished(run_dir), 600, "the run did not finish")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["rounds_completed"] == 4
+    per_owner = {c["client_id"]: c for c in report["privacy"]["per_client"]}
+    assert per_owner[0]["steps"] == per_owner[1]["steps"] > per_owner[2]["steps"] > 0
+    killed = [e["node_id"] for e in read_ledger(run_dir / "ledger.jsonl")
+              if e["client_id"] == 2][0]
+    named = [r for r in report["rejected_updates"] if f"node {killed}" in r]
+    assert named, report["rejected_updates"]
+    assert f"node {killed}" in (run_dir / "report.md").read_text()
+    # The two survivors trained once in every round, the killed owner never twice.
+    for i in range(3):
+        spent = _spent_rounds(fed, i)
+        assert len(spent) == len(set(spent)) and (len(spent) == 4 or i == 2)
+
+
+@pytest.mark.faults
+def test_a_restarted_superlink_keeps_its_nodes_and_the_run_resumes(federation):
+    """The SuperLink (and the ServerApp with it) dies mid-run, then starts on its database.
+
+    The nodes reconnect and the same `flwr run` continues from the last checkpoint.
+    """
+    fed = federation
+    _start_owners(fed, 2)
+    run_dir = fed["tmp"] / "run"
+    config = (f'num-clients=2 rounds=4 hidden-dim=16 synthetic-samples=100 '
+              f'owner-keys="{fed["keys"]}" run-dir="{run_dir}"')
+    submitted = _flwr(fed, "run", ".", "fedsynth", "--run-config", config)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    _wait_until(lambda: (run_dir / "checkpoints" / "round-002.pt").exists(), 300,
+                "round 2 never finished")
+    os.killpg(fed["link"].pid, signal.SIGKILL)  # the coordinator's machine goes down
+    fed["link"].wait(timeout=30)
+    assert not _run_finished(run_dir)
+    fed["superlink"]()
+    again = _flwr(fed, "run", ".", "fedsynth", "--stream", "--run-config", config,
+                  timeout=500)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming" in again.stdout + again.stderr
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["rounds_completed"] == 4
+    run_ids = {e["run_id"] for e in read_ledger(run_dir / "ledger.jsonl")}
+    assert len(run_ids) == 1, "the resumed run kept its run id"
+    for i in range(2):  # every round trained once, never spent twice
+        assert sorted(_spent_rounds(fed, i)) == [(*run_ids, r) for r in range(1, 5)]
+    audit = subprocess.run([BIN / "fedsynth", "audit", str(run_dir), "--owner-ledgers",
+                            str(fed["tmp"] / "owner-ledgers"), "--owner-keys",
+                            str(fed["keys"])], capture_output=True, text=True, timeout=120)
+    assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -62,7 +62,7 @@ def test_wrong_type_in_config_file_is_named(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('rounds = "many"\n')
     assert main(["simulate", "--config", str(cfg)]) == 2
-    assert "rounds='many' must be int" in capsys.readouterr().err
+    assert "rounds='many' must be an integer (digits only)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
