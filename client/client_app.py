@@ -174,7 +174,7 @@ def _run_id(msg: Message, context: Context) -> int:
         value = msg.content["config"]["run-id"]
     except (KeyError, TypeError):
         return context.run_id
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
         return context.run_id
     return value
 

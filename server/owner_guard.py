@@ -133,6 +133,7 @@ class OwnerGuard(Strategy):
         self.candidates = 0
         self.accepted = 0
         self._current: ArrayRecord | None = None
+        self._asked: list[Message] = []
         self._coin = random.SystemRandom()  # which owners train: secret, as amplification needs
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -142,20 +143,32 @@ class OwnerGuard(Strategy):
         candidates = [m for m in self.inner.configure_train(server_round, arrays, config, grid)
                       if m.metadata.dst_node_id not in self.state.exhausted_nodes]
         self.candidates = len(candidates)
-        return [m for m in candidates if self._coin.random() < self.fraction]
+        self._asked = [m for m in candidates if self._coin.random() < self.fraction]
+        return self._asked
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord]:
         """Judge and ledger every reply; aggregate the accepted ones (owner-level DP: always)."""
         current = self._current
         global_arrays = current.to_torch_state_dict()
-        accepted = []
+        accepted, heard = [], set()
+        # The grid gave each message its id when it sent it; the SuperLink's own error
+        # replies (a node gone silent) come from the SuperLink and name the message.
+        asked = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in self._asked}
         for reply in replies:
-            judgement = self.judge.judge(reply, server_round, global_arrays)
+            node = int(reply.metadata.src_node_id)
+            if reply.has_error() and node not in asked.values():
+                node = asked.get(reply.metadata.reply_to_message_id, node)
+            heard.add(node)
+            judgement = self.judge.judge(reply, server_round, global_arrays, node)
             self.ledger.append(judgement.line)
             record(self.state, judgement, server_round)
             if judgement.counts:
                 accepted.append(reply)
+        for node in sorted(set(asked.values()) - heard):
+            self.state.rejected.append(f"round {server_round}: node {node}: no reply within "
+                                       "the round timeout")
+            console.print(f"round {server_round}: node {node} did not reply in time; left out")
         self.accepted = len(accepted)
         metrics = MetricRecord({"accepted": len(accepted)})
         if self.owner_dp is not None:  # released every round, whoever was sampled or replied

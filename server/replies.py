@@ -88,9 +88,13 @@ class ReplyJudge:
         self.recipe = _recipe(settings) if settings.private else None
 
     def judge(self, reply: Message, server_round: int,
-              global_arrays: dict[str, torch.Tensor]) -> Judgement:
-        """The verdict on one reply and its ledger line; never raises on the reply's content."""
-        node = int(reply.metadata.src_node_id)
+              global_arrays: dict[str, torch.Tensor], node: int | None = None) -> Judgement:
+        """The verdict on one reply and its ledger line; never raises on the reply's content.
+
+        ``node`` is the node the reply speaks for (default its source; the SuperLink's
+        error reply for a vanished node speaks for that node).
+        """
+        node = int(reply.metadata.src_node_id) if node is None else node
         base = {"round": server_round, "run_id": self.run_id, "node_id": node}
         try:
             return self._judge(reply, server_round, global_arrays, base)

@@ -105,7 +105,6 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
             break
         replies = (list(grid.send_and_receive(messages, timeout=settings.round_timeout))
                    if messages else [])
-        _note_silent(state, server_round, messages, replies)
         new_arrays, _ = guard.aggregate_train(server_round, replies)
         if new_arrays is not None:
             arrays = new_arrays
@@ -156,16 +155,6 @@ def _same_proposal(settings: ExperimentConfig, run_dir: Path) -> None:
         raise ConfigError(f"run-dir: {run_dir} holds an unfinished run with another "
                           f"configuration ({', '.join(differ)} differ from its config.toml); "
                           "resume it with the same run config, or choose a new directory")
-
-
-def _note_silent(state: RunState, server_round: int, messages: list, replies: list) -> None:
-    """Name the nodes that did not reply within the round's timeout (they are left out)."""
-    silent = {m.metadata.dst_node_id for m in messages} - {
-        r.metadata.src_node_id for r in replies}
-    for node in sorted(silent):
-        state.rejected.append(f"round {server_round}: node {node}: no reply within the "
-                              "round timeout")
-        console.print(f"round {server_round}: node {node} did not reply in time; left out")
 
 
 def _progress(settings: ExperimentConfig, state: RunState, rnd: int, trained: int, secs: float):

@@ -161,11 +161,18 @@ def test_robust_aggregation_is_refused_with_owner_level_dp():
         ExperimentConfig(aggregation="krum").validate()
 
 
-def test_nodes_silent_past_the_round_timeout_are_named():
-    from server.server_app import _note_silent
-
-    state = RunState(run_id=RUN_ID)
-    sent = [SimpleNamespace(metadata=SimpleNamespace(dst_node_id=n)) for n in (10, 11)]
-    replied = [SimpleNamespace(metadata=SimpleNamespace(src_node_id=10))]
-    _note_silent(state, 4, sent, replied)
-    assert state.rejected == ["round 4: node 11: no reply within the round timeout"]
+def test_silent_nodes_are_named_and_an_error_for_a_vanished_node_is_its_own(tmp_path, owners):
+    s = _settings()
+    guard, state, ledger = _guard(tmp_path, s)
+    sent = list(guard.configure_train(1, MODEL, ConfigRecord({}), FakeGrid([10, 11, 12])))
+    for m in sent:  # what the grid does when it sends them
+        m.metadata.__dict__["_message_id"] = f"m{m.metadata.dst_node_id}"
+    vanished = SimpleNamespace(  # the SuperLink (node 1) answers for the node it lost
+        content=RecordDict(), has_error=lambda: True,
+        error=SimpleNamespace(reason="Node Unavailable"),
+        metadata=SimpleNamespace(src_node_id=1, reply_to_message_id="m11"))
+    guard.aggregate_train(1, [_reply(owners[0], s, 0, 1, [1.0, 1.0]), vanished])
+    lines = read_ledger(ledger.path)
+    assert lines[1]["node_id"] == 11 and "Node Unavailable" in lines[1]["reason"]
+    assert state.rejected[-1] == "round 1: node 12: no reply within the round timeout"
+    assert len(state.rejected) == 2
