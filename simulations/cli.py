@@ -160,6 +160,10 @@ def _resolve_config(args: argparse.Namespace):
             merged[key] = str(Path(merged[key]).resolve())
     if args.data is not None and "dataset" not in overrides:
         merged["dataset"] = "csv"
+    if args.data is not None and not merged.get("schema-path"):
+        raise ConfigError(f"--data {args.data} needs its public schema: --schema FILE.toml "
+                          f"(draft one with `fedsynth schema infer {args.data}`, then review "
+                          "it: a draft read from the rows leaks them)")
     if args.schema is not None and merged.get("dataset") != "csv":
         raise ConfigError("--schema is for --data FILE.csv (dataset csv); built-in datasets "
                           "ship their own schemas")

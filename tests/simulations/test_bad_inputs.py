@@ -69,6 +69,12 @@ def test_twenty_rows_for_ten_owners(tmp_path, capsys):
                      "num-clients=10: a dirichlet split (alpha 1) of 14 training records")
 
 
+def test_data_without_a_schema_says_how_to_get_one(tmp_path, capsys):
+    _one_line_exit_2(capsys, ["simulate", "--data", "t.csv", "--out", str(tmp_path / "r")],
+                     "--data t.csv needs its public schema: --schema FILE.toml (draft one "
+                     "with `fedsynth schema infer t.csv`")
+
+
 def test_schema_infer_out_under_a_file(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     data = tmp_path / "t.csv"
