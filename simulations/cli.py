@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate", help="re-judge a run's release: utility, fidelity, membership attacks"
     )
     ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--strict", action="store_true",
+                    help="exit 1 when the release is flagged (collapsed rows, a detector "
+                    "that sees through it, TSTR at the majority-class rate)")
     certs = sub.add_parser(
         "certs", help="create a CA, a SuperLink certificate and SuperNode keys for deployment"
     )
@@ -348,7 +351,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     evaluate_into(report, args.run_dir, run_config)
     write_report(args.run_dir, report)
     print_summary(report, args.run_dir)
-    return 0
+    return 1 if args.strict and report["release_checks"]["flags"] else 0
 
 
 def _certs(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from genai_models import build_model, resolve
 from privacy.experiment import ConfigError, ExperimentConfig
 from server.checkpoints import load_latest
 from simulations.attacks import dcr_attack, discriminator_attack, elbo_attack
+from simulations.collapse import release_flags
 from simulations.fidelity import image_fidelity, table_fidelity
 from simulations.utility import tstr_trtr
 
@@ -94,8 +95,10 @@ def evaluate_release(run_dir: Path, config: ExperimentConfig,
         "members": "pooled training records of all owners",
         "nonmembers": "the holdout",
     }
+    utility = tstr_trtr(synthetic, train, holdout, seed)
     return {
-        "utility": tstr_trtr(synthetic, train, holdout, seed),
+        "utility": utility,
         "fidelity": fidelity,
         "attacks": attacks,
+        "release_checks": release_flags(synthetic, holdout, utility, fidelity),
     }

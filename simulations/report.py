@@ -113,9 +113,11 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
 def render_markdown(report: dict, run_dir: Path) -> str:
     """A short human summary with links to the artifacts."""
     p, u = report["privacy"], report["utility"]
+    flags = report.get("release_checks", {}).get("flags", [])
     lines = [
         f"# fedsynth run: {report['model']} on {report['dataset']}",
         "",
+        *([f"> **WARNING: {flag}**" for flag in flags] + [""] if flags else []),
         f"- owners: {report['num_clients']}; rounds completed: {report['rounds_completed']}"
         f" of {report['rounds_requested']}",
     ]
@@ -298,6 +300,8 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
                   f"{attacks['summary']['max_empirical_epsilon']:.3f}{flag}")
     table.add_row("run directory", str(run_dir))
     console.print(table)
+    for flag in report.get("release_checks", {}).get("flags", []):
+        console.print(f"[bold red]WARNING[/]: {flag}")
 
 
 def write_report(run_dir: Path, report: dict) -> None:
