@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genai_models.schema import load_schema
-from genai_models.table_codec import TableCodec
+from genai_models.table_codec import OutputHeads, TableCodec
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 TABLES = ("breast-cancer", "wine")
@@ -28,6 +28,8 @@ class DataSpec:
     num_classes: int
     value_max: float = 1.0
     image_shape: tuple[int, int] | None = None
+    heads: OutputHeads | None = None
+    """Tables: which encoded features are a categorical's one-hot, which are numbers."""
 
 
 DIGITS = DataSpec(name="digits", kind="image", num_features=64, num_classes=10,
@@ -47,5 +49,5 @@ def resolve(dataset: str, schema_path: str = "") -> tuple[DataSpec, TableCodec |
         raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
     codec = TableCodec(load_schema(schema_path))
     spec = DataSpec(name=dataset, kind="table", num_features=codec.width,
-                    num_classes=len(codec.schema.classes))
+                    num_classes=len(codec.schema.classes), heads=codec.heads())
     return spec, codec

@@ -12,7 +12,8 @@ from genai_models.data_spec import DataSpec
 
 
 def _vae(spec: DataSpec, hidden_dim: int, latent_dim: int) -> nn.Module:
-    return ConditionalVAE(spec.num_features, spec.num_classes, hidden_dim, latent_dim)
+    return ConditionalVAE(spec.num_features, spec.num_classes, hidden_dim, latent_dim,
+                          heads=spec.heads)
 
 
 def _gan(spec: DataSpec, hidden_dim: int, latent_dim: int) -> nn.Module:

@@ -53,6 +53,19 @@ class Segment:
         return self.start + self.width + int(self.column.nullable)
 
 
+@dataclass(frozen=True)
+class OutputHeads:
+    """How a model's output maps onto a table's encoded columns (from the schema alone).
+
+    ``categorical`` holds (start, width) of each categorical's one-hot block (a softmax
+    head), ``numeric`` the positions of numbers scaled to [0, 1] (a Gaussian head);
+    every other position (booleans, missing indicators) is a Bernoulli head.
+    """
+
+    categorical: tuple[tuple[int, int], ...]
+    numeric: tuple[int, ...]
+
+
 class TableCodec:
     """The schema's encoder and decoder."""
 
@@ -65,6 +78,14 @@ class TableCodec:
             pos = segments[-1].end
         self.segments = tuple(segments)
         self.width = pos
+
+    def heads(self) -> OutputHeads:
+        """The output head of every encoded position (see :class:`OutputHeads`)."""
+        return OutputHeads(
+            categorical=tuple((seg.start, seg.width) for seg in self.segments
+                              if seg.column.type == "categorical"),
+            numeric=tuple(seg.start for seg in self.segments if seg.column.numeric),
+        )
 
     @staticmethod
     def _bad(problems: list, mask: np.ndarray, series: pd.Series, column: str, why: str):

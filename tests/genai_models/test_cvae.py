@@ -51,3 +51,49 @@ def test_opacus_validator_accepts_the_model():
 def test_unknown_model_lists_the_allowed_ones():
     with pytest.raises(ValueError, match="unknown model 'diffusion'; allowed: gan, vae"):
         build_model("diffusion", DIGITS, hidden_dim=8, latent_dim=2)
+
+
+def _mixed_table(tmp_path):
+    from genai_models import resolve
+
+    schema = tmp_path / "mixed.toml"
+    schema.write_text(
+        'target = "y"\n\n'
+        '[[columns]]\nname = "age"\ntype = "continuous"\nmin = 0\nmax = 100\n\n'
+        '[[columns]]\nname = "city"\ntype = "categorical"\ncategories = ["a", "b", "c"]\n'
+        'nullable = true\n\n'
+        '[[columns]]\nname = "smoker"\ntype = "boolean"\n\n'
+        '[[columns]]\nname = "y"\ntype = "categorical"\ncategories = ["no", "yes"]\n')
+    return resolve("csv", str(schema))
+
+
+def test_a_table_vae_has_a_head_per_column_and_samples_from_each(tmp_path):
+    spec, codec = _mixed_table(tmp_path)
+    assert spec.heads.categorical == ((1, 3),) and spec.heads.numeric == (0,)
+    model = build_model("vae", spec, hidden_dim=16, latent_dim=2)
+    # One extra output (a log-scale) per number; the schema's constants are not weights.
+    assert model.decoder[-1].out_features == spec.num_features + 1
+    assert set(model.state_dict()) == set(_model().state_dict())
+    x, y = model.sample(500, generator=torch.Generator().manual_seed(0))
+    city = x[:, 1:4]
+    assert torch.equal(city.sum(dim=1), torch.ones(500))  # exactly one category each
+    assert 0.15 < city.mean(dim=0).min()  # drawn by probability, not always the likeliest
+    assert set(x[:, 4:].unique().tolist()) <= {0.0, 1.0}  # missing flag, boolean: drawn
+    assert x[:, 0].std() > 0.01 and (x[:, 0] >= 0).all() and (x[:, 0] <= 1).all()
+    frame = codec.decode(x.numpy(), y.numpy())
+    assert list(frame.columns) == ["age", "city", "smoker", "y"]
+    loss = model(x, y)
+    assert loss.shape == (500,) and torch.isfinite(loss).all()
+
+
+def test_a_table_vae_trains_with_opacus_per_sample_gradients(tmp_path):
+    from opacus import GradSampleModule
+
+    spec, _ = _mixed_table(tmp_path)
+    model = build_model("vae", spec, hidden_dim=16, latent_dim=2)
+    assert ModuleValidator.validate(model, strict=False) == []
+    private = GradSampleModule(model, batch_first=True, loss_reduction="mean")
+    x, y = model.sample(8, generator=torch.Generator().manual_seed(1))
+    private(x, y).mean().backward()
+    for p in private.parameters():
+        assert p.grad_sample.shape[0] == 8
