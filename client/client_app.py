@@ -34,7 +34,7 @@ from client.dataset import (
     partition_pin,
     with_canaries,
 )
-from client.dp_training import train_nonprivate, train_private
+from client.dp_training import entropy_generator, train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
 from genai_models import build_model, resolve
 from genai_models.cgan import ConditionalGAN
@@ -54,6 +54,7 @@ from privacy.ledger import (
     Ledger,
     LedgerBroken,
     canonical,
+    history_of,
     locked,
 )
 from privacy.policy import OwnerPolicy
@@ -265,7 +266,15 @@ def _hold_to_partition(ledger: Ledger, identity: dict) -> None:
 
 
 def _history(spends: list[dict]) -> History:
-    return [(e["noise_multiplier"], e["sample_rate"], e["steps"]) for e in spends]
+    return [h for e in spends for h in history_of(e)]
+
+
+def _noisy_counts(labels, num_classes: int, noise: float) -> list[float]:
+    """The owner's class counts with Gaussian noise of std ``noise`` from OS entropy."""
+    exact = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_classes)
+    noisy = exact.double() + noise * torch.randn(num_classes, generator=entropy_generator(),
+                                                 dtype=torch.float64)
+    return [round(float(c), 3) for c in noisy]
 
 
 def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
@@ -306,9 +315,12 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
             model, data, epochs=p.local_epochs, batch_size=p.batch_size,
             learning_rate=p.learning_rate, max_norm=p.max_grad_norm, optimizer=p.optimizer,
         )
+        counts = {} if p.balance else {"class_counts": [
+            int(c) for c in torch.bincount(torch.as_tensor(data.y, dtype=torch.long),
+                                           minlength=spec.num_classes)]}
         entry = ledger.append({"round": request.server_round, "client_id": cid,
                                "run_id": request.run_id, "proposal": request.digest,
-                               "mechanism": NONPRIVATE,
+                               "mechanism": NONPRIVATE, **counts,
                                "reason": "trained without DP (epsilon=inf proposed; the "
                                          "owner's policy allows it): no DP guarantee holds "
                                          "for this data"})
@@ -316,8 +328,13 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         return _reply(msg, model, {"train-loss": loss}, _signed("nonprivate", entry, ledger))
 
     budget, delta, q, acc = policy.epsilon_budget, p.delta, p.sample_rate, p.accountant
-    lifetime, run = _history(mine), _history(this_run)
-    sigma = this_run[0]["noise_multiplier"] if this_run else _calibrate(lifetime, policy, p)
+    # Once per run, before its first step, the owner releases its noisy class counts
+    # (unless the proposal balances the classes): one Gaussian step of sensitivity 1,
+    # planned and charged with the run's DP-SGD steps.
+    counts_step = [] if p.balance or this_run else [(p.class_noise, 1.0, 1)]
+    lifetime, run = _history(mine) + counts_step, _history(this_run) + counts_step
+    sigma = this_run[0]["noise_multiplier"] if this_run else _calibrate(lifetime, run,
+                                                                        policy, p)
 
     def fitting(wanted: int) -> int:
         # Within the owner's lifetime budget, and within what the coordinator asked
@@ -343,6 +360,9 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     # Exhausted when not even one more step of this kind would fit; signed, so that a run
     # that stops early can prove why.
     exhausted = not fitting(1)
+    counts = {"class_noise": p.class_noise,
+              "class_counts": _noisy_counts(data.y, spec.num_classes, p.class_noise)} \
+        if counts_step else {}
     event = ledger.append({
         "round": request.server_round,
         "client_id": cid,
@@ -359,17 +379,20 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         "lifetime_epsilon": epsilon_of(lifetime, accountant=acc, delta=delta),
         "epsilon_budget": budget,
         "exhausted": exhausted,
+        **counts,
     })
     status = "trained-exhausted" if exhausted else "trained"
     return _reply(msg, model, {}, _signed(status, event, ledger))
 
 
-def _calibrate(lifetime: History, policy: OwnerPolicy, p: ExperimentConfig) -> float:
+def _calibrate(lifetime: History, run: History, policy: OwnerPolicy,
+               p: ExperimentConfig) -> float:
     """The noise multiplier for this run's planned steps, or 0 when too little budget is left.
 
-    The noise is the larger of two: the run's planned steps alone spend at most the
-    proposed epsilon, and after the owner's whole history they reach at most its
-    lifetime budget. The budget itself is enforced step by step after.
+    The noise is the larger of two: after what the run already holds (``run``: its
+    class counts) the planned steps spend at most the proposed epsilon, and after the
+    owner's whole history they reach at most its lifetime budget. The budget itself
+    is enforced step by step after.
     """
     spent = epsilon_of(lifetime, accountant=p.accountant, delta=p.delta)
     left = policy.epsilon_budget - spent
@@ -378,7 +401,7 @@ def _calibrate(lifetime: History, policy: OwnerPolicy, p: ExperimentConfig) -> f
     plan = {"delta": p.delta, "sample_rate": p.sample_rate,
             "steps": p.rounds * p.steps_per_round, "accountant": p.accountant}
     try:
-        return max(calibrate_noise(epsilon=p.epsilon, **plan),
+        return max(calibrate_noise(epsilon=p.epsilon, history=run, **plan),
                    calibrate_noise(epsilon=policy.epsilon_budget, history=lifetime, **plan))
     except ValueError:  # too little left for any noise the calibration tries
         return 0.0

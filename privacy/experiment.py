@@ -115,6 +115,13 @@ class ExperimentConfig:
     """Delta of the client-level guarantee (must be below 1 / num-clients)."""
     canaries: int = 0
     """Canary audit: insert this many out-of-distribution records into owner 0's data."""
+    balance: bool = False
+    """Release every class in equal shares (a public choice that costs no privacy).
+    Otherwise each owner releases its class counts once per run with Gaussian noise
+    (charged to its budget) and the release follows their noisy sum."""
+    class_noise: float = 10.0
+    """Standard deviation of the Gaussian noise on each class count an owner releases
+    (the counts' L2 sensitivity is 1: one record moves one count by one)."""
 
     @property
     def private(self) -> bool:
@@ -217,6 +224,8 @@ class ExperimentConfig:
                   "10000 DP steps an owner each round)")
         if not 0 <= self.seed < 2**32:
             _fail("seed", self.seed, "an integer in 0..4294967295")
+        if not 0.1 <= self.class_noise <= 1e6:
+            _fail("class_noise", self.class_noise, "a number in [0.1, 1e6]")
         if not 0 <= self.canaries <= 10_000:
             _fail("canaries", self.canaries, "an integer in 0..10000")
         for key in ("max_grad_norm", "learning_rate", "alpha"):

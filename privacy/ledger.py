@@ -67,6 +67,20 @@ UNHASHED = ("hash", "signature")
 OWNER_CHAIN_FIELDS = ("prev_hash", "hash", "key_id", "signature")
 
 
+MAX_CLASSES = 10_000
+
+
+def history_of(entry: dict) -> list[tuple[float, float, int]]:
+    """The accountant history one spend adds: its class counts (if any), then its steps.
+
+    Noisy class counts are a Gaussian mechanism of L2 sensitivity 1, which is one
+    step at sample rate 1 with noise multiplier ``class_noise``: it composes with the
+    DP-SGD steps in every accountant, the owner's, the audit's and dp-accounting's.
+    """
+    counts = [(float(entry["class_noise"]), 1.0, 1)] if "class_noise" in entry else []
+    return [*counts, (entry["noise_multiplier"], entry["sample_rate"], entry["steps"])]
+
+
 class LedgerBroken(Exception):
     """A ledger that cannot be read or whose chain is broken; the message names the line."""
 
@@ -119,6 +133,8 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
             bad(f"{key}={v!r} is not a valid value")
 
     number("round", 1, integer=True)
+    if mechanism == NONPRIVATE and "class_counts" in e:
+        _counts(bad, e["class_counts"])
     if mechanism in (REFUSAL, NONPRIVATE):
         if not (mechanism == REFUSAL and e["client_id"] is None and "verdict" in e):
             number("client_id", 0, integer=True)  # the coordinator may not know who sent it
@@ -137,8 +153,21 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         number("client_id", 0, integer=True)
         number("lifetime_epsilon", 0)
         number("epsilon_budget", 0, low_open=True)
+        if ("class_noise" in e) != ("class_counts" in e):
+            bad("class_counts and class_noise come together")
+        if "class_noise" in e:
+            number("class_noise", 0, low_open=True)
+            _counts(bad, e["class_counts"])
     elif e["client_id"] is not None:
         bad("a gaussian-aggregate event has client_id null")
+
+
+def _counts(bad, counts) -> None:
+    """Class counts: a list of at most MAX_CLASSES finite numbers of sane size."""
+    if not isinstance(counts, list) or not 1 <= len(counts) <= MAX_CLASSES or not all(
+            isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
+            and abs(c) <= 1e12 for c in counts):
+        bad(f"class_counts is not a list of at most {MAX_CLASSES} finite numbers")
 
 
 def read_ledger(path: str | Path) -> list[dict]:

@@ -52,6 +52,8 @@ class RunState:
     rounds_completed: int = 0
     rejected: list[str] = field(default_factory=list)
     clipped: list[str] = field(default_factory=list)
+    class_shares: dict | None = None
+    """The release's class shares from the owners' noisy counts (None: balanced)."""
     client_level_epsilon: float | None = None
     ledger_head: str = GENESIS
     ledger_lines: int = 0

@@ -14,16 +14,56 @@ from genai_models.table_codec import TableCodec
 from privacy.atomic import write_with
 
 
-def release_images(
-    model: nn.Module, spec: DataSpec, n: int, seed: int, out_dir: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``n`` labelled images (balanced classes) into ``synthetic.npz`` and ``samples.png``.
+def class_shares(entries: list[dict], num_classes: int) -> dict | None:
+    """The class shares the owners' noisy counts give, from the run's ledger; None if none.
 
-    ``x`` is in the dataset's own pixel scale (0..value_max), ``y`` the labels.
+    Each owner's counts are its signed, DP-noised release (at most one per run, checked
+    by the reply judge); their sum, clipped at zero, is post-processing. Only counts of
+    accepted replies count, so the audit recomputes the same shares from the ledger.
+    """
+    total, owners = np.zeros(num_classes), set()
+    for line in entries:
+        event = line.get("owner_entry") or {}
+        if line.get("verdict") == "accepted" and "class_counts" in event \
+                and event["client_id"] not in owners and len(event["class_counts"]) == num_classes:
+            owners.add(event["client_id"])
+            total += np.asarray(event["class_counts"], dtype=float)
+    total = np.clip(total, 0, None)
+    if not owners or total.sum() <= 0:
+        return None
+    return {"shares": [round(float(v), 6) for v in total / total.sum()],
+            "owners": sorted(owners)}
+
+
+def release_labels(n: int, num_classes: int, shares: list[float] | None) -> torch.Tensor:
+    """``n`` labels in the given shares (largest remainders), every class at least once.
+
+    Without shares the classes are balanced, a public choice.
+    """
+    if shares is None:
+        return torch.arange(n) % num_classes
+    exact = np.asarray(shares) * n
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact)[: n - counts.sum()]] += 1
+    if n >= num_classes:  # a class the noise zeroed still appears (TSTR needs them all)
+        while (counts == 0).any():
+            counts[counts.argmax()] -= 1
+            counts[np.flatnonzero(counts == 0)[0]] += 1
+    return torch.repeat_interleave(torch.arange(num_classes), torch.as_tensor(counts))
+
+
+def release_images(
+    model: nn.Module, spec: DataSpec, n: int, seed: int, out_dir: Path,
+    shares: list[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``n`` labelled images into ``synthetic.npz`` and ``samples.png``.
+
+    Classes follow ``shares`` (the owners' noisy counts) or are balanced. ``x`` is in
+    the dataset's own pixel scale (0..value_max), ``y`` the labels.
     """
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    x01, y = model.sample(n, torch.arange(n) % spec.num_classes, generator=gen)
+    x01, y = model.sample(n, release_labels(n, spec.num_classes, shares), generator=gen)
     x = (x01.numpy() * spec.value_max).astype(np.float32)
     y = y.numpy().astype(np.int64)
     write_with(out_dir / "synthetic.npz", lambda handle: np.savez_compressed(handle, x=x, y=y))
@@ -32,17 +72,18 @@ def release_images(
 
 
 def release_table(
-    model: nn.Module, codec: TableCodec, n: int, seed: int, out_dir: Path
+    model: nn.Module, codec: TableCodec, n: int, seed: int, out_dir: Path,
+    shares: list[float] | None = None,
 ) -> pd.DataFrame:
-    """Sample ``n`` rows (classes of the target balanced) into ``synthetic.csv``.
+    """Sample ``n`` rows into ``synthetic.csv``, the target's classes in ``shares``.
 
-    The rows have the schema's columns, order, dtypes and categories; balanced
-    classes are a public choice (the real class shares would be a private statistic).
+    The rows have the schema's columns, order, dtypes and categories; without shares
+    the classes are balanced (a public choice).
     """
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     classes = len(codec.schema.classes)
-    x01, y = model.sample(n, torch.arange(n) % classes, generator=gen)
+    x01, y = model.sample(n, release_labels(n, classes, shares), generator=gen)
     frame = codec.decode(x01.numpy(), y.numpy())
     write_with(out_dir / "synthetic.csv",
                lambda handle: handle.write(frame.to_csv(index=False).encode("utf-8")))

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
+from genai_models import resolve
 from privacy.accountant import calibrate_noise
 from privacy.experiment import ExperimentConfig, proposal_digest
 from privacy.ledger import (
@@ -86,6 +87,8 @@ class ReplyJudge:
         self.rounds_of: set[tuple[int, int]] = set()
         self.proposal = proposal_digest(settings)
         self.recipe = _recipe(settings) if settings.private else None
+        self.num_classes = resolve(settings.dataset, settings.schema_path)[0].num_classes
+        self.counted: set[int] = set()  # owners whose class counts this run holds
 
     def judge(self, reply: Message, server_round: int,
               global_arrays: dict[str, torch.Tensor], node: int | None = None) -> Judgement:
@@ -134,6 +137,8 @@ class ReplyJudge:
             why = f"the reply cannot be read ({type(err).__name__})"
             return Judgement(line | {"verdict": "rejected", "rejection": why}, status, entry)
         if status in UPDATE_STATUSES:
+            if "class_counts" in entry:
+                self.counted.add(entry["client_id"])
             # What the aggregator reads is rebuilt here: only the checked (and bounded)
             # weights and the uniform weight, never the reply's own metrics.
             reply.content = RecordDict({"arrays": ArrayRecord(update),
@@ -147,6 +152,8 @@ class ReplyJudge:
             if e.get("owner_entry") is not None:
                 self.seen.add(e["owner_entry"]["hash"])
                 self.rounds_of.add((e["client_id"], e["round"]))
+                if "class_counts" in e["owner_entry"] and e["verdict"] == "accepted":
+                    self.counted.add(e["client_id"])
 
     def _claim(self, node: int, cid: int, pin: bool = True) -> int:
         """The owner a node speaks for: one owner per node and one node per owner, for the run.
@@ -241,6 +248,21 @@ class ReplyJudge:
         return ({name: (global_arrays[name].double() + d * scale).to(global_arrays[name].dtype)
                  for name, d in delta.items()}, fields)
 
+    def _check_counts(self, entry: dict) -> None:
+        """Class counts: once per owner and run, of the proposal's noise and class count."""
+        if "class_counts" not in entry:
+            return
+        cid, counts = entry["client_id"], entry["class_counts"]
+        if self.settings.balance:
+            raise Rejected("class counts released in a run that balances the classes")
+        if len(counts) != self.num_classes:
+            raise Rejected(f"{len(counts)} class counts for {self.num_classes} classes")
+        if entry["mechanism"] == "dp-sgd" and entry["class_noise"] != self.settings.class_noise:
+            raise Rejected(f"the counts' noise {entry['class_noise']!r} is not the proposal's "
+                           f"{self.settings.class_noise!r}")
+        if cid in self.counted:
+            raise Rejected(f"a second class-count release from owner {cid} in this run")
+
     def _check_content(self, status: str, entry: dict, reply: Message) -> None:
         """Status agrees with event, event with the proposal, no weights where none belong."""
         s = self.settings
@@ -253,6 +275,7 @@ class ReplyJudge:
             if "arrays" in reply.content:
                 raise Rejected(f"status {status} carries weights")
             return
+        self._check_counts(entry)
         if status == "nonprivate" and s.private:
             raise Rejected("trained without DP in a private run")
         if status != "nonprivate":

@@ -27,7 +27,7 @@ from server.aggregation import build_strategy
 from server.checkpoints import load_latest, save_checkpoint
 from server.client_dp import ClientDpSettings, ClientLevelGaussian
 from server.owner_guard import OwnerGuard, RunState, state_from_ledger
-from server.release import release_images, release_table
+from server.release import class_shares, release_images, release_table
 from server.replies import ReplyJudge
 from server.run_dir import claim, run_dir_for, unfinished
 
@@ -125,12 +125,12 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
 
     t_release = time.perf_counter()
     model.load_state_dict(arrays.to_torch_state_dict())
-    if codec is None:
-        release_images(model, spec, settings.synthetic_samples, settings.seed,
-                       run_dir / "synthetic")
-    else:
-        release_table(model, codec, settings.synthetic_samples, settings.seed,
-                      run_dir / "synthetic")
+    state.class_shares = None if settings.balance else class_shares(ledger.entries,
+                                                                     spec.num_classes)
+    shares = state.class_shares["shares"] if state.class_shares else None
+    release = release_images if codec is None else release_table
+    release(model, spec if codec is None else codec, settings.synthetic_samples, settings.seed,
+            run_dir / "synthetic", shares)
     timings["release"] = time.perf_counter() - t_release
 
     # Judging the release lives in simulations/ (it needs the public holdout);

@@ -2,7 +2,8 @@
 
 Training used Opacus's accountants; an auditor recomputes every owner's epsilon
 from the ledger's events with different code. Each DP-SGD event is
-``SelfComposed(PoissonSampled(q, Gaussian(sigma)), steps)``; an owner's events
+``SelfComposed(PoissonSampled(q, Gaussian(sigma)), steps)``, preceded by
+``Gaussian(class_noise)`` when it released its class counts; an owner's events
 compose in order.
 """
 
@@ -15,15 +16,17 @@ from dp_accounting import dp_event
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from privacy.ledger import history_of
+
 METHODS = ("rdp", "pld")
 
 
 def dpsgd_event(noise_multiplier: float, sample_rate: float, steps: int) -> dp_event.DpEvent:
-    """The dp-accounting event of ``steps`` Poisson-sampled Gaussian steps."""
-    return dp_event.SelfComposedDpEvent(
-        dp_event.PoissonSampledDpEvent(sample_rate, dp_event.GaussianDpEvent(noise_multiplier)),
-        steps,
-    )
+    """The dp-accounting event of ``steps`` Poisson-sampled Gaussian steps (rate 1: none)."""
+    gaussian = dp_event.GaussianDpEvent(noise_multiplier)
+    step = gaussian if sample_rate == 1 else dp_event.PoissonSampledDpEvent(sample_rate,
+                                                                            gaussian)
+    return dp_event.SelfComposedDpEvent(step, steps)
 
 
 def recompute_epsilon(events: Iterable[dict], *, delta: float, method: str) -> float:
@@ -37,14 +40,14 @@ def recompute_epsilon(events: Iterable[dict], *, delta: float, method: str) -> f
     # Runs of events with the same (noise, rate) compose into one self-composed
     # event: the same mathematics, far less work for the PLD accountant.
     runs: list[list] = []
-    for e in events:
-        if e["steps"] <= 0:
+    for sigma, q, steps in (h for e in events for h in history_of(e)):
+        if steps <= 0:
             continue
-        key = (float(e["noise_multiplier"]), float(e["sample_rate"]))
+        key = (float(sigma), float(q))
         if runs and runs[-1][0] == key:
-            runs[-1][1] += int(e["steps"])
+            runs[-1][1] += int(steps)
         else:
-            runs.append([key, int(e["steps"])])
+            runs.append([key, int(steps)])
     if not runs:
         return 0.0
     with _quiet_absl():

@@ -33,6 +33,7 @@ from privacy.ledger import (
     read_ledger,
 )
 from privacy.signing import load_owner_keys, verify
+from server.release import class_shares
 from simulations.accounting import recompute_epsilon
 
 MATCH_TOLERANCE = 0.01  # P8: recomputed within 1% of the reported epsilon
@@ -482,4 +483,11 @@ def _report_findings(report: dict, entries: list[dict], owners: list[OwnerAudit]
         for key, true in (("noise_multiplier", config.client_noise), ("clip", config.client_clip),
                           ("fraction", config.fraction), ("delta", config.client_delta)):
             differs(f"client_level.{key}", c.get(key), true)
+    # The release's class shares are the sum of the owners' accepted noisy counts.
+    stated = privacy.get("class_shares")
+    stated = stated if isinstance(stated, dict) else {}
+    counted = [e["owner_entry"]["class_counts"] for e in entries
+               if e.get("verdict") == "accepted" and "class_counts" in (e.get("owner_entry") or {})]
+    true = None if config.balance or not counted else class_shares(entries, len(counted[0]))
+    differs("privacy.class_shares.shares", stated.get("shares"), true["shares"] if true else None)
     return found

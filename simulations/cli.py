@@ -34,8 +34,9 @@ SIMULATE_FLAGS = (
     "delta", "accountant", "sample-rate", "batch-size", "learning-rate", "optimizer",
     "aggregation", "round-timeout", "server-learning-rate", "server-momentum", "hidden-dim",
     "latent-dim", "partition", "alpha", "holdout", "seed", "synthetic-samples", "client-dp",
-    "client-noise", "client-clip", "client-delta", "canaries",
+    "client-noise", "client-clip", "client-delta", "canaries", "balance", "class-noise",
 )
+SWITCHES = ("balance",)  # flags without a value: present means true
 CHOICES = {"model": MODELS, "dataset": DATASETS, "accountant": ACCOUNTANTS,
            "optimizer": OPTIMIZERS, "aggregation": AGGREGATIONS, "partition": PARTITIONS,
            "client-dp": CLIENT_DP_MODES}
@@ -69,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", type=Path, help="TOML file with experiment keys")
     docs, defaults = ExperimentConfig.field_docs(), ExperimentConfig().to_run_config()
     for flag in SIMULATE_FLAGS:
-        sim.add_argument(f"--{flag}", default=None, metavar=flag.split("-")[-1].upper(),
-                         help=_flag_help(flag, docs, defaults))
+        value = {"action": "store_const", "const": "true"} if flag in SWITCHES else \
+            {"metavar": flag.split("-")[-1].upper()}
+        sim.add_argument(f"--{flag}", default=None, help=_flag_help(flag, docs, defaults),
+                         **value)
     sim.add_argument("--budgets", help="owners' own lifetime budgets, OWNER=EPSILON,... "
                      "(default: every owner's is --epsilon)")
     sim.add_argument("--owner-ledgers", type=Path,

@@ -100,6 +100,7 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
             "ledger_lines": state.ledger_lines,
             "noise": "DP noise and Poisson sampling drawn from OS entropy (unpredictable "
                      "from the configuration); seed governs public randomness only",
+            "class_shares": _class_shares(config, state),
         },
         "utility": {},
         "fidelity": {},
@@ -108,6 +109,17 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
         "clipped_updates": state.clipped,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+def _class_shares(config: ExperimentConfig, state) -> dict:
+    """How the release's classes were chosen, and from what."""
+    if config.balance or state.class_shares is None:
+        why = "--balance" if config.balance else "no owner's class counts were accepted"
+        return {"mode": "balanced", "shares": None, "why": why}
+    noise = (f"Gaussian noise of std {config.class_noise:g} on each count, charged to each "
+             "owner's ε" if config.private else "exact counts (no DP in this run)")
+    return {"mode": "owners' counts", "shares": state.class_shares["shares"],
+            "owners": state.class_shares["owners"], "noise": noise}
 
 
 def render_markdown(report: dict, run_dir: Path) -> str:
@@ -147,6 +159,13 @@ def render_markdown(report: dict, run_dir: Path) -> str:
             f"ε = {eps}, δ = {c['delta']}",
             f"- neighbouring relation: {c['relation']}; trust: {c['trust']}",
         ]
+    shares = p.get("class_shares") or {"mode": "balanced", "why": "an older report"}
+    if shares["mode"] == "balanced":
+        lines.append(f"- release classes: balanced ({shares['why']})")
+    else:
+        lines.append("- release classes: " + ", ".join(f"{v:.3f}" for v in shares["shares"])
+                     + f" (the sum of {len(shares['owners'])} owners' counts; "
+                     f"{shares['noise']})")
     lines += [
         "",
         "## Utility (classifiers tested on the holdout)",

@@ -217,11 +217,14 @@ def test_privacy_figures_rewritten_in_the_report_are_caught(fed, capsys):
         c.update(lifetime_epsilon=0.01, epsilon_budget=1.0, steps=1)
     p.update(max_lifetime_epsilon=0.01, delta=1e-9)
     p["client_level"]["epsilon"] = 0.01
+    assert p["class_shares"]["mode"] == "owners' counts"
+    p["class_shares"]["shares"] = [0.5, 0.5] + [0.0] * 8  # "the data was all zeros and ones"
     report_path.write_text(json.dumps(report))
     code, out = _audit(fed, capsys)
     assert code == EXIT_FINDING
     for what in ("owner 0's lifetime_epsilon", "owner 1's epsilon_budget", "owner 0's steps",
-                 "privacy.delta", "privacy.max_lifetime_epsilon", "client_level.epsilon"):
+                 "privacy.delta", "privacy.max_lifetime_epsilon", "client_level.epsilon",
+                 "privacy.class_shares.shares"):
         assert f"report.json: {what} is" in out, what
 
 

@@ -133,9 +133,38 @@ def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
         "round", "client_id", "run_id", "proposal", "mechanism", "noise_multiplier",
         "sample_rate", "steps", "max_grad_norm", "delta", "accountant", "epsilon",
         "lifetime_epsilon", "epsilon_budget", "exhausted", "prev_hash", "hash", "key_id",
-        "signature"}
+        "signature", "class_noise", "class_counts"}
     # q is the run's public rate, not 1/ceil(n/B).
     assert _privacy(reply)["sample_rate"] == RUN["sample-rate"]
+
+
+def test_class_counts_are_released_once_per_run_with_noise_and_charged(tmp_path):
+    from client.dataset import load_partition
+    from privacy.accountant import epsilon_of
+
+    node = _node(tmp_path)
+    first, second = _privacy(_call(node, 1)), _privacy(_call(node, 2))
+    assert "class_counts" not in second and first["class_noise"] == RUN["class-noise"]
+    part = load_partition("digits", 0, 3, scheme="dirichlet", alpha=1.0, holdout=0.3, seed=0)
+    exact = [int((part.y == c).sum()) for c in range(10)]
+    diffs = [a - b for a, b in zip(first["class_counts"], exact, strict=True)]
+    assert any(abs(d) > 0.5 for d in diffs) and all(abs(d) < 60 for d in diffs)
+    # The counts are one Gaussian step of sensitivity 1, composed with the DP-SGD steps.
+    history = [(RUN["class-noise"], 1.0, 1), (first["noise_multiplier"], first["sample_rate"],
+                                              first["steps"])]
+    assert first["epsilon"] == pytest.approx(epsilon_of(history, accountant="rdp",
+                                                        delta=RUN["delta"]))
+    assert first["epsilon"] == pytest.approx(
+        recompute_epsilon([first], delta=RUN["delta"], method="rdp"), rel=0.01)
+    # Two runs into one ledger: each releases its own counts once.
+    other = _privacy(_call(node, 1, run_id=2))
+    assert "class_counts" in other
+
+
+def test_with_balance_no_counts_are_released_or_charged(tmp_path):
+    run = {**RUN, "balance": True}
+    event = _privacy(_call(_node(tmp_path), 1, run=run))
+    assert "class_counts" not in event and "class_noise" not in event
 
 
 def test_a_broken_ledger_stops_the_owner_and_says_so_without_details(tmp_path):

@@ -77,7 +77,7 @@ def test_a_table_vae_has_a_head_per_column_and_samples_from_each(tmp_path):
     x, y = model.sample(500, generator=torch.Generator().manual_seed(0))
     city = x[:, 1:4]
     assert torch.equal(city.sum(dim=1), torch.ones(500))  # exactly one category each
-    assert 0.15 < city.mean(dim=0).min()  # drawn by probability, not always the likeliest
+    assert city.mean(dim=0).min() > 0.15  # drawn by probability, not always the likeliest
     assert set(x[:, 4:].unique().tolist()) <= {0.0, 1.0}  # missing flag, boolean: drawn
     assert x[:, 0].std() > 0.01 and (x[:, 0] >= 0).all() and (x[:, 0] <= 1).all()
     frame = codec.decode(x.numpy(), y.numpy())

@@ -277,3 +277,36 @@ def test_a_forged_huge_noise_multiplier_buys_no_larger_bound(tmp_path, owners):
     recipe = _judge(tmp_path).recipe
     fair = recipe.bound({"w": 1000}, 4, recipe.proposal_noise * 2)
     assert recipe.bound({"w": 1000}, 4, 1e6) == fair
+
+
+def test_class_counts_are_taken_once_per_owner_with_the_proposals_noise(tmp_path, owners):
+    judge = _judge(tmp_path)
+    counts = {"class_noise": SETTINGS.class_noise, "class_counts": [5.0] * 10}
+    _, first = _signed(owners[0], "trained", _spend(**counts))
+    assert judge.judge(first, 1, GLOBAL).counts
+    _, again = _signed(owners[0], "trained", _spend(round=2, **counts))
+    j = judge.judge(again, 2, GLOBAL)
+    assert not j.counts and "a second class-count release from owner 0" in j.line["rejection"]
+    for change, why in (({"class_noise": 0.01}, "is not the proposal's 10.0"),
+                        ({"class_counts": [1.0, 2.0]}, "2 class counts for 10 classes")):
+        _, reply = _signed(owners[1], "trained", _spend(client_id=1, **{**counts, **change}),
+                           node=6)
+        j = _judge(tmp_path).judge(reply, 1, GLOBAL)
+        assert not j.counts and why in j.line["rejection"]
+    _, balanced = _signed(owners[1], "trained", _spend(client_id=1, round=3, **counts), node=6)
+    j = _judge(tmp_path, balance=True).judge(balanced, 3, GLOBAL)
+    assert "balances the classes" in j.line["rejection"]
+
+
+def test_release_labels_follow_the_shares_and_keep_every_class():
+    from server.release import class_shares, release_labels
+
+    lines = [{"verdict": "accepted", "owner_entry": {"client_id": c, "class_counts": counts}}
+             for c, counts in ((0, [30.0, 10.0, -4.0]), (1, [30.0, 10.0, 1.0]))]
+    lines.append({"verdict": "rejected", "owner_entry": {"client_id": 2,
+                                                         "class_counts": [0.0, 900.0, 0.0]}})
+    shares = class_shares(lines, 3)
+    assert shares["owners"] == [0, 1] and shares["shares"] == [0.75, 0.25, 0.0]
+    labels = release_labels(100, 3, shares["shares"])
+    assert torch.bincount(labels).tolist() == [74, 25, 1]  # the zeroed class still appears
+    assert torch.bincount(release_labels(9, 3, None)).tolist() == [3, 3, 3]
