@@ -65,6 +65,10 @@ UNHASHED = ("hash", "signature")
 # The fields of an owner's line that belong to its own chain and signature: the
 # coordinator's line copies every other field of an embedded owner event.
 OWNER_CHAIN_FIELDS = ("prev_hash", "hash", "key_id", "signature")
+# Every field an owner's event may hold; anything else in a reply's event is refused
+# (the coordinator's own fields, verdict or clipping, are never the owner's to set).
+OWNER_FIELDS = frozenset((*EVENT_FIELDS, *REFUSAL_FIELDS, *OWNER_CHAIN_FIELDS, "proposal",
+                          "exhausted", "class_noise", "class_counts"))
 
 
 MAX_CLASSES = 10_000

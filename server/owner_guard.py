@@ -164,7 +164,11 @@ class OwnerGuard(Strategy):
             heard.add(node)
             judgement = self.judge.judge(reply, server_round, global_arrays, node)
             self.ledger.append(judgement.line)
-            record(self.state, judgement, server_round)
+            try:
+                record(self.state, judgement, server_round)
+            except Exception as err:  # the line is ledgered; the report misses a note only
+                self.state.rejected.append(f"round {server_round}: node {node}: its line "
+                                           f"could not be summarised ({type(err).__name__})")
             if judgement.counts:
                 accepted.append(reply)
         for node in sorted(set(asked.values()) - heard):

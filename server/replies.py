@@ -26,6 +26,7 @@ from privacy.experiment import ExperimentConfig, proposal_digest
 from privacy.ledger import (
     NONPRIVATE,
     OWNER_CHAIN_FIELDS,
+    OWNER_FIELDS,
     REFUSAL,
     LedgerBroken,
     check_entry,
@@ -196,8 +197,10 @@ class ReplyJudge:
             check_entry("reply", 1, entry)
         except (ValueError, LedgerBroken) as err:
             raise Rejected(f"the signed event is malformed: {_short(err)}") from None
-        if entry.get("verdict") is not None or entry.get("owner_entry") is not None:
-            raise Rejected("the signed event carries coordinator fields")
+        alien = sorted(set(entry) - OWNER_FIELDS)
+        if alien:
+            raise Rejected(f"the signed event carries fields no owner writes: "
+                           f"{_short(', '.join(alien))}")
         if entry["client_id"] != cid:
             raise Rejected(f"the event names owner {entry['client_id']}, the reply {cid}")
         if entry.get("proposal", self.proposal) != self.proposal:
@@ -238,8 +241,12 @@ class ReplyJudge:
             return update, {}
         dimensions = {name: t.numel() for name, t in global_arrays.items()}
         bound = self.recipe.bound(dimensions, entry["steps"], entry["noise_multiplier"])
+        if not math.isfinite(bound):
+            raise Rejected(f"no finite bound for an update of noise {entry['noise_multiplier']!r}")
         delta = {name: update[name].double() - global_arrays[name].double() for name in update}
         norm = math.sqrt(sum(float((d * d).sum()) for d in delta.values()))
+        if not math.isfinite(norm):
+            raise Rejected("the update's norm is not finite")
         fields = {"update_norm": _rounded(norm), "update_bound": _rounded(bound),
                   "clipped": norm > bound}
         if norm <= bound:
@@ -325,8 +332,8 @@ def _recipe(s: ExperimentConfig) -> Recipe:
     try:
         noise = calibrate_noise(epsilon=s.epsilon, delta=s.delta, sample_rate=s.sample_rate,
                                 steps=s.rounds * s.steps_per_round, accountant=s.accountant)
-    except ValueError:  # no noise fits the proposal: every owner will refuse anyway
-        noise = math.inf
+    except ValueError:  # no noise fits the proposal: honest owners refuse to train, and
+        noise = 0.0       # an update claiming noise may move only as far as its signal
     return Recipe(model=s.model, optimizer=s.optimizer, learning_rate=s.learning_rate,
                   max_grad_norm=s.max_grad_norm, batch_size=s.batch_size, proposal_noise=noise)
 

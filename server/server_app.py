@@ -35,7 +35,7 @@ app = ServerApp()
 console = Console(highlight=False)
 
 def run_federation(grid: Grid, run_config: dict, run_id: int = 0,
-                   resume: bool | None = False) -> Path:
+                   resume: bool | None = False, files: dict[str, str] | None = None) -> Path:
     """Run every round, release synthetic data and write the report; return the run dir.
 
     The run directory is held exclusively for the whole run (:func:`server.run_dir.claim`).
@@ -43,12 +43,15 @@ def run_federation(grid: Grid, run_config: dict, run_id: int = 0,
     run id (owners re-send, never re-spend, a round they already trained) and only with
     the configuration it started with; ``None`` resumes when the directory holds an
     unfinished run (what ``flwr run`` does after a crash of the SuperLink or ServerApp).
+    ``files`` (name → text) are written into a new run's directory once it is held.
     """
     settings = ExperimentConfig.parse(run_config, "run_config")
     where = run_dir_for(settings.run_dir, settings.model, settings.dataset)
     if resume is None:
         resume = unfinished(where)
     with claim(where, resume=resume) as run_dir:
+        for name, text in ({} if resume else files or {}).items():
+            write_text(run_dir / name, text)
         return _run(grid, settings, run_id, run_dir, resume)
 
 
@@ -91,6 +94,10 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
         write_text(run_dir / "config.toml", tomli_w.dumps(settings.to_run_config()))
         ledger.path.touch()  # an empty ledger is a statement too: nothing was received (yet)
         state = RunState(run_id=run_id, private=settings.private)
+        # Before any owner is asked: a run stopped in its first round resumes too.
+        save_checkpoint(run_dir, 0, arrays.to_torch_state_dict(),
+                        {"ledger_head": ledger.head, "ledger_lines": 0, "run_id": run_id,
+                         "exhausted_nodes": []})
     guard = OwnerGuard(base, judge=judge, ledger=ledger, state=state,
                        fraction=settings.fraction, owner_dp=owner_dp)
     train_config = ConfigRecord({"run-id": run_id})  # fedsynth's, kept across a resume

@@ -183,6 +183,10 @@ def _resolve_config(args: argparse.Namespace):
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"--out: {run_dir} exists and is not empty; choose a new directory")
     config = ExperimentConfig.parse({**merged, "run-dir": str(run_dir.resolve())}, "flags")
+    if args.owner_ledgers is not None and args.owner_ledgers.exists() \
+            and not args.owner_ledgers.is_dir():
+        raise ConfigError(f"--owner-ledgers: {args.owner_ledgers} is a file; name a folder "
+                          "(the owners' ledgers live in it)")
     ledger_dir = (args.owner_ledgers or run_dir / "ledgers").resolve()
     return config, owner_policies(config, budgets, ledger_dir)
 
@@ -223,10 +227,10 @@ SIMULATION = "simulation.json"
 def _simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from privacy.atomic import write_text
     from simulations.interrupt import stop_on_interrupt
     from simulations.runner import simulate
 
+    files = {}
     if args.resume is not None:
         config, policies, run_id = _resumed(args)
     else:
@@ -235,7 +239,7 @@ def _simulate(args: argparse.Namespace) -> int:
         owners = {"budgets": {str(p.client_id): p.epsilon_budget for p in policies}
                   if config.private else {},
                   "owner_ledgers": str(Path(policies[0].ledger_path).parent)}
-        write_text(Path(config.run_dir) / SIMULATION, json.dumps(owners, indent=2) + "\n")
+        files[SIMULATION] = json.dumps(owners, indent=2) + "\n"  # written once the run holds
 
     console = Console(highlight=False)
     if config.private:
@@ -250,9 +254,11 @@ def _simulate(args: argparse.Namespace) -> int:
         f"({config.partition}), {config.rounds} rounds, {dp}"
     )
     stop_on_interrupt(Path(config.run_dir))
-    run_dir = simulate(config, policies, verbose=args.verbose, resume_run_id=run_id)
+    run_dir = simulate(config, policies, verbose=args.verbose, resume_run_id=run_id,
+                       files=files)
     console.print(f"artifacts: {run_dir}")
-    return 0
+    failed = json.loads((run_dir / "report.json").read_text("utf-8")).get("evaluation_error")
+    return 1 if failed else 0
 
 
 def _audit(args: argparse.Namespace) -> int:

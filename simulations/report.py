@@ -166,20 +166,26 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         lines.append("- release classes: " + ", ".join(f"{v:.3f}" for v in shares["shares"])
                      + f" (the sum of {len(shares['owners'])} owners' counts; "
                      f"{shares['noise']})")
+    if report.get("evaluation_error"):
+        lines += ["", f"**The evaluation failed**: {report['evaluation_error']}. The release "
+                  "is in synthetic/; `fedsynth evaluate RUN_DIR` repeats the evaluation."]
+    else:
+        lines += [
+            "",
+            "## Utility (classifiers tested on the holdout)",
+            "",
+            "| classifier | TSTR accuracy | TRTR accuracy | TSTR macro-F1 | TRTR macro-F1 |",
+            "| --- | --- | --- | --- | --- |",
+            *[
+                f"| {name} | {c['tstr']['accuracy']:.3f} | {c['trtr']['accuracy']:.3f} | "
+                f"{c['tstr']['macro_f1']:.3f} | {c['trtr']['macro_f1']:.3f} |"
+                for name, c in u["classifiers"].items()
+            ],
+            "",
+            *_fidelity_lines(report["fidelity"]),
+            *_attack_lines(report["attacks"]),
+        ]
     lines += [
-        "",
-        "## Utility (classifiers tested on the holdout)",
-        "",
-        "| classifier | TSTR accuracy | TRTR accuracy | TSTR macro-F1 | TRTR macro-F1 |",
-        "| --- | --- | --- | --- | --- |",
-        *[
-            f"| {name} | {c['tstr']['accuracy']:.3f} | {c['trtr']['accuracy']:.3f} | "
-            f"{c['tstr']['macro_f1']:.3f} | {c['trtr']['macro_f1']:.3f} |"
-            for name, c in u["classifiers"].items()
-        ],
-        "",
-        *_fidelity_lines(report["fidelity"]),
-        *_attack_lines(report["attacks"]),
         "## Privacy spent per owner",
         "",
         "| owner | steps | ε this run | lifetime ε | lifetime budget | exhausted | refusals |",
@@ -308,6 +314,14 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
     if p["client_level"] and p["client_level"]["epsilon"] is not None:
         c = p["client_level"]
         table.add_row("owner-level (ε, δ)", f"({c['epsilon']:.3f}, {c['delta']:g})")
+    if report.get("evaluation_error"):
+        table.add_row("evaluation", "FAILED (see report.md)")
+        table.add_row("run directory", str(run_dir))
+        console.print(table)
+        console.print(f"[bold red]evaluation failed[/]: {report['evaluation_error']}; the "
+                      f"release is in {run_dir / 'synthetic'}; repeat with fedsynth evaluate "
+                      f"{run_dir}")
+        return
     table.add_row("TSTR accuracy (logistic)", f"{u['tstr_accuracy']:.3f}")
     table.add_row("TRTR accuracy (logistic)", f"{u['trtr_accuracy']:.3f}")
     attacks = report["attacks"]
@@ -343,7 +357,11 @@ def evaluate_into(report: dict, run_dir: Path, config: ExperimentConfig) -> dict
 def finish_run(run_dir: Path, config: ExperimentConfig, state, timings: dict) -> dict:
     """Evaluate the release, write report.json, report.md and the privacy plot, and show them."""
     report = build_report(config, state, timings)
-    evaluate_into(report, run_dir, config)
+    try:
+        evaluate_into(report, run_dir, config)
+    except Exception as err:  # the owners' spend is in the ledger and the release on disk:
+        # the report says what failed rather than the run dying without one
+        report["evaluation_error"] = f"{type(err).__name__}: {str(err)[:300]}"
     if (run_dir / "ledger.jsonl").exists():
         from privacy.ledger import read_ledger
         from simulations.privacy_plot import plot_privacy_budget

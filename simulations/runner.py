@@ -26,7 +26,8 @@ from server.server_app import run_federation
 
 
 def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
-             verbose: bool = False, resume_run_id: int | None = None) -> Path:
+             verbose: bool = False, resume_run_id: int | None = None,
+             files: dict[str, str] | None = None) -> Path:
     """Run ``config`` with one virtual SuperNode per owner; return the run directory.
 
     ``policies[i]`` is what owner i's node_config states (the user speaks for every
@@ -53,7 +54,7 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
     def _main(grid: Grid, context: Context) -> None:
         try:
             run_dir.append(run_federation(grid, run_config, run_id,
-                                          resume=resume_run_id is not None))
+                                          resume=resume_run_id is not None, files=files))
         except ConfigError as err:  # e.g. the run directory is taken: the user's to fix
             refused.append(err)
 

@@ -310,3 +310,31 @@ def test_release_labels_follow_the_shares_and_keep_every_class():
     labels = release_labels(100, 3, shares["shares"])
     assert torch.bincount(labels).tolist() == [74, 25, 1]  # the zeroed class still appears
     assert torch.bincount(release_labels(9, 3, None)).tolist() == [3, 3, 3]
+
+
+@pytest.mark.parametrize("alien", [{"clipped": True}, {"update_norm": 1.0},
+                                   {"rejection": "x"}, {"node_id": 3}, {"verdict": "accepted"},
+                                   {"whatever": 1}])
+def test_an_event_with_fields_no_owner_writes_is_rejected(tmp_path, owners, alien):
+    """A signed refusal smuggling coordinator fields (or any other) into the run's ledger."""
+    event = {"round": 1, "client_id": 0, "run_id": RUN_ID, "mechanism": "none",
+             "reason": "no", **alien}
+    _, reply = _signed(owners[0], "refused", event, arrays=False)
+    j = _judge(tmp_path).judge(reply, 1, GLOBAL)
+    assert j.line["verdict"] == "rejected" and "fields no owner writes" in j.line["reason"]
+    assert "owner_entry" not in j.line and j.line["node_id"] == 5
+    assert all(k in ("node_id", "verdict") or k not in j.line for k in alien)
+
+
+def test_huge_claimed_noise_when_none_fits_the_proposal_buys_only_the_signal(tmp_path,
+                                                                              owners):
+    judge = _judge(tmp_path, epsilon=1e-3, accountant="prv")
+    _, reply = _signed(owners[0], "trained",
+                       _spend(noise_multiplier=1e100, epsilon=1e-4, lifetime_epsilon=1e-4,
+                              accountant="prv", delta=1e-5))
+    reply.content["arrays"] = ArrayRecord({"w": torch.tensor([3e38, -3e38])})
+    j = judge.judge(reply, 1, GLOBAL)
+    counted = reply.content["arrays"].to_torch_state_dict()["w"]
+    # No noise fits: the bound is the clipped gradients' own (lr x steps x C x 4 = 9.6).
+    assert j.line["update_bound"] == pytest.approx(9.6)
+    assert float(counted.norm()) == pytest.approx(9.6, rel=1e-4)

@@ -107,3 +107,17 @@ def test_evaluate_without_a_release_or_with_a_truncated_one(finished, capsys):
 def test_evaluate_a_report_that_is_not_one(finished, capsys, text):
     (finished / "report.json").write_text(text)
     _one_line_exit_2(capsys, ["evaluate", str(finished)], "report.json")
+
+
+def test_owner_ledgers_naming_a_file_leaves_nothing_behind(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "run"
+    _one_line_exit_2(capsys, ["simulate", "--owner-ledgers", str(tmp_path / "afile"),
+                              "--out", str(out)], "--owner-ledgers: ")
+    assert not out.exists()
+
+
+def test_too_few_synthetic_samples_to_judge_are_refused_before_any_spend(tmp_path, capsys):
+    _one_line_exit_2(capsys, ["simulate", "--synthetic-samples", "1", "--out",
+                              str(tmp_path / "r")],
+                     "synthetic-samples=1 is not allowed; expected an integer in 100..1000000")
