@@ -90,6 +90,7 @@ class ReplyJudge:
         self.recipe = _recipe(settings) if settings.private else None
         self.num_classes = resolve(settings.dataset, settings.schema_path)[0].num_classes
         self.counted: set[int] = set()  # owners whose class counts this run holds
+        self.key_ids: dict[int, str] = {}  # a resumed run's owners keep their first key
 
     def judge(self, reply: Message, server_round: int,
               global_arrays: dict[str, torch.Tensor], node: int | None = None) -> Judgement:
@@ -155,6 +156,7 @@ class ReplyJudge:
                 self.rounds_of.add((e["client_id"], e["round"]))
                 if "class_counts" in e["owner_entry"] and e["verdict"] == "accepted":
                     self.counted.add(e["client_id"])
+                self.key_ids.setdefault(e["client_id"], e["owner_entry"].get("key_id"))
 
     def _claim(self, node: int, cid: int, pin: bool = True) -> int:
         """The owner a node speaks for: one owner per node and one node per owner, for the run.
@@ -226,6 +228,8 @@ class ReplyJudge:
                 raise Rejected(f"owner {cid} sent no readable public key") from None
             if not isinstance(key, Ed25519PublicKey) or key_id(key) != entry.get("key_id"):
                 raise Rejected(f"owner {cid}'s public key does not match its event's key_id")
+            if self.key_ids.get(cid, entry.get("key_id")) != entry.get("key_id"):
+                raise Rejected(f"owner {cid} signed this run with another key before")
         if not verify(key, entry):
             raise Rejected(f"the event's signature does not verify with owner {cid}'s key")
         self.keys[cid] = key

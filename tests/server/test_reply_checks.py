@@ -338,3 +338,16 @@ def test_huge_claimed_noise_when_none_fits_the_proposal_buys_only_the_signal(tmp
     # No noise fits: the bound is the clipped gradients' own (lr x steps x C x 4 = 9.6).
     assert j.line["update_bound"] == pytest.approx(9.6)
     assert float(counted.norm()) == pytest.approx(9.6, rel=1e-4)
+
+
+def test_a_resumed_run_without_registered_keys_keeps_each_owners_first_key(tmp_path, owners):
+    entry, first = _signed(owners[0], "trained", _spend())
+    judge = _judge(tmp_path, registered=False)
+    line = judge.judge(first, 1, GLOBAL).line
+    resumed = _judge(tmp_path, registered=False)
+    resumed.remember([line])
+    mallory = Ledger(tmp_path / "mallory.jsonl", verify=True,
+                     signer=Signer.load_or_create(tmp_path / "mallory.key"))
+    _, impostor = _signed(mallory, "trained", _spend(round=2), node=9)
+    j = resumed.judge(impostor, 2, GLOBAL)
+    assert not j.counts and "signed this run with another key before" in j.line["reason"]

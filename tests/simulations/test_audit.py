@@ -189,3 +189,20 @@ def test_prv_events_are_recomputed_with_pld(tmp_path):
     assert owner.scope == "owner" and owner.recomputed_method == "pld"
     assert owner.recomputed == pytest.approx(owner.reported, rel=0.01)
     assert result.exit_code == EXIT_OK, result.findings
+
+
+def test_a_large_epsilon_between_dp_accountings_pld_and_rdp_matches():
+    """At ε ≈ 50 dp-accounting's RDP (no fractional orders) sits 10% above Opacus's."""
+    from simulations.audit import audit_events
+
+    sigma, steps = 0.70947265625, 160
+    eps = epsilon_of([(sigma, 0.25, steps)], accountant="rdp", delta=1e-5)
+    event = {"round": 1, "client_id": 0, "run_id": 1, "mechanism": "dp-sgd",
+             "noise_multiplier": sigma, "sample_rate": 0.25, "steps": steps,
+             "max_grad_norm": 1.0, "delta": 1e-5, "accountant": "rdp", "epsilon": eps,
+             "lifetime_epsilon": eps, "epsilon_budget": 50.0}
+    [owner] = audit_events([event], run_budget=50.0)
+    assert owner.pld < eps < owner.recomputed and owner.recomputed > eps * 1.05
+    assert owner.matches and owner.within_budget
+    [understated] = audit_events([{**event, "epsilon": owner.pld * 0.9}], run_budget=50.0)
+    assert not understated.matches
