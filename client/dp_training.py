@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from opacus import GradSampleModule
 from opacus.accountants import create_accountant
 from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer
@@ -23,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from client.dataset import LabelledData
+from client.linear_clipping import LinearClipper
 from privacy.experiment import OPTIMIZERS
 from privacy.update_bound import ADAM_BETAS
 
@@ -56,20 +56,45 @@ def _tensors(data: LabelledData) -> TensorDataset:
     return TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y))
 
 
-class FiniteDPOptimizer(DPOptimizer):
-    """Opacus's DPOptimizer, with non-finite per-sample gradient entries set to zero first.
+class LinearDPOptimizer(DPOptimizer):
+    """Opacus's DPOptimizer (noise, scaling, accountant hook) fed by a :class:`LinearClipper`.
 
-    A crafted global model can make one record's gradient inf or NaN; Opacus's clip
-    factor would then turn the whole noisy sum into NaN, a yes/no answer about the
-    batch that no noise hides. Zeroing those entries is a function of the record
-    alone, and clipping after it keeps the step's sensitivity at C.
+    The clipper computes each record's gradient norm and the clipped sum in the
+    backward pass's shadow (see :mod:`client.linear_clipping`); Opacus adds the noise
+    (``secure_mode``), divides by the public normaliser and tells the accountant.
+    Each step is one Poisson batch: nothing accumulates between steps.
     """
 
+    def __init__(self, optimizer: torch.optim.Optimizer, *, clipper: LinearClipper, **kwargs):
+        super().__init__(optimizer, **kwargs)
+        self.clipper = clipper
+
+    @property
+    def accumulated_iterations(self) -> int:
+        """One batch per step (what the accountant's sample rate assumes)."""
+        return 1
+
     def clip_and_accumulate(self):
-        """Zero the non-finite entries of every per-sample gradient, then clip and sum."""
-        for grad_sample in self.grad_samples:
-            torch.nan_to_num_(grad_sample, nan=0.0, posinf=0.0, neginf=0.0)
-        super().clip_and_accumulate()
+        """Each parameter's clipped sum, from the clipper; its saved tensors are dropped."""
+        sums = self.clipper.clipped_sums(self.max_grad_norm)
+        for p in self.params:
+            p.summed_grad = sums[p]
+        self.clipper.clear()
+
+    def pre_step(self, closure=None) -> bool:
+        """Clip, noise, scale, account: every step, an empty Poisson batch included."""
+        self.clip_and_accumulate()
+        self.add_noise()
+        self.scale_grad()
+        if self.step_hook:
+            self.step_hook(self)
+        self._is_last_step_skipped = False
+        return True
+
+    def zero_grad(self, set_to_none: bool = False):
+        """Clear gradients and whatever the clipper saved since the last step."""
+        self.clipper.clear()
+        super().zero_grad(set_to_none)
 
 
 def entropy_generator() -> torch.Generator:
@@ -95,7 +120,7 @@ def privatized(
     steps: int,
     generator: torch.Generator | None = None,
 ):
-    """Yield ``(private_module, dp_optimizer, poisson_loader)`` for ``module``.
+    """Yield ``(module, dp_optimizer, poisson_loader)``: ``module`` now clips per sample.
 
     Opacus's parts, put together by hand rather than by ``make_private``, because it
     would sample at 1 / len(loader), a rate that reveals the owner's record count,
@@ -103,17 +128,18 @@ def privatized(
     the record count. Here the rate is the public ``sample_rate`` (P2), noise and
     sampling share ``generator`` (OS entropy unless a test passes one), noise is
     drawn with Opacus's floating-point defence (``secure_mode``), and the summed
-    clipped gradients are divided by the public ``normaliser``. On exit the hooks
-    are removed (the module is plain again for averaging) and an accountant that
-    watched every step must agree with ``steps`` at (noise, rate): the ledger can
-    never describe other steps than were taken.
+    clipped gradients are divided by the public ``normaliser``. Per-sample clipping is
+    :mod:`client.linear_clipping` (Opacus's flat clipping, at about the cost of a
+    non-private step; ``benchmarks/step_cost.py``). On exit the hooks are removed and
+    an accountant that watched every step must agree with ``steps`` at (noise, rate):
+    the ledger can never describe other steps than were taken.
     """
     generator = generator or entropy_generator()
     watcher = create_accountant(mechanism=accountant)
-    private = GradSampleModule(module, batch_first=True, loss_reduction="mean")
-    private.forbid_grad_accumulation()  # Poisson sampling: one batch, one step
-    dp_optimizer = FiniteDPOptimizer(
+    clipper = LinearClipper(module, loss_reduction="mean")
+    dp_optimizer = LinearDPOptimizer(
         optimizer,
+        clipper=clipper,
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
         expected_batch_size=normaliser,
@@ -124,9 +150,9 @@ def privatized(
     dp_optimizer.attach_step_hook(watcher.get_optimizer_hook_fn(sample_rate=sample_rate))
     loader = DPDataLoader(_tensors(data), sample_rate=sample_rate, generator=generator)
     try:
-        yield private, dp_optimizer, loader
+        yield module, dp_optimizer, loader
     finally:
-        private._close()
+        clipper.remove()
     if watcher.history != [(noise_multiplier, sample_rate, steps)]:
         raise RuntimeError(f"the accountant recorded {watcher.history}, not the planned "
                            f"{steps} steps at ({noise_multiplier}, {sample_rate})")

@@ -13,7 +13,6 @@ never sees a real record (P1).
 from __future__ import annotations
 
 import torch
-from opacus import GradSampleModule
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
@@ -81,12 +80,12 @@ def _alternating_step(model: ConditionalGAN, disc, d_opt, g_opt, num_fakes: int,
             torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
         d_opt.step()
         d_opt.zero_grad(set_to_none=True)
-        private = isinstance(disc, GradSampleModule)
-        if private:  # no per-sample gradients from the generator's step
-            disc.disable_hooks()
+        clipper = getattr(d_opt, "clipper", None)
+        if clipper is not None:  # no per-sample gradients from the generator's step
+            clipper.enabled = False
         _g_step(model, disc, g_opt, num_fakes)
-        if private:
-            disc.enable_hooks()
+        if clipper is not None:
+            clipper.enabled = True
         d_opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 

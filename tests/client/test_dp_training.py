@@ -3,6 +3,7 @@
 import contextlib
 
 import numpy as np
+import pytest
 import torch
 from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer
@@ -99,42 +100,68 @@ def test_entropy_generators_differ():
     assert a.initial_seed() != b.initial_seed()
 
 
-def test_per_sample_gradients_are_clipped_to_the_norm():
-    """With no noise, one step's update equals the mean of clipped per-record gradients."""
-    from opacus import PrivacyEngine
-    from torch.utils.data import DataLoader, TensorDataset
-
-    data = _data(n=8)
-    model = _model()
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    loader = DataLoader(TensorDataset(torch.from_numpy(data.x), torch.from_numpy(data.y)),
-                        batch_size=8)
-    private, opt, _ = PrivacyEngine(accountant="rdp").make_private(
-        module=model, optimizer=opt, data_loader=loader, noise_multiplier=0.0,
-        max_grad_norm=0.01, poisson_sampling=False)
-    xb, yb = torch.from_numpy(data.x), torch.from_numpy(data.y)
-    private(xb, yb).mean().backward()
-    norms = torch.stack([p.grad_sample.flatten(1).norm(dim=1) for p in private.parameters()])
-    per_record = norms.pow(2).sum(0).sqrt()
-    assert (per_record > 0.01).all(), "raw per-record gradients exceed the clip norm"
-    opt.pre_step()
-    total = torch.cat([p.grad.flatten() for p in private.parameters()]).norm()
-    assert total <= 0.01 + 1e-6
-
-
-def test_a_non_finite_per_sample_gradient_is_zeroed_before_clipping():
-    """One record's inf must not turn the noisy sum into NaN (a detector for that record)."""
+def _opacus_clipped_sum(module, loss_of, clip):
+    """Opacus's own hooks and flat clipping: the reference the clipper must equal."""
     from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
 
-    model = _model()
-    private = GradSampleModule(model, loss_reduction="mean")
-    opt = dp_training.FiniteDPOptimizer(torch.optim.SGD(private.parameters(), lr=1.0),
-                                        noise_multiplier=0.0, max_grad_norm=1.0,
-                                        expected_batch_size=1)
-    data = _data(n=4)
-    private(torch.from_numpy(data.x), torch.from_numpy(data.y)).mean().backward()
-    first = next(private.parameters())
-    first.grad_sample[0].fill_(float("inf"))
-    opt.pre_step()
-    total = torch.cat([p.summed_grad.flatten() for p in private.parameters()])
-    assert torch.isfinite(total).all() and total.norm() <= 4.0 + 1e-5
+    private = GradSampleModule(module, batch_first=True, loss_reduction="mean")
+    opt = DPOptimizer(torch.optim.SGD(module.parameters(), lr=1.0), noise_multiplier=0.0,
+                      max_grad_norm=clip, expected_batch_size=1)
+    loss_of(private).backward()
+    opt.clip_and_accumulate()
+    sums = [p.summed_grad.clone() for p in module.parameters()]
+    private._close()
+    for p in module.parameters():
+        p.grad = None
+    return sums
+
+
+@pytest.mark.parametrize("clip", [1e-3, 1.0, 1e3])
+def test_the_clipped_sum_is_opacus_flat_clipping_to_the_letter(clip):
+    """Every record's gradient clipped over all parameters at C, then summed: as Opacus does."""
+    from client.linear_clipping import LinearClipper
+
+    model, data = _model(), _data(n=12)
+    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+
+    def loss_of(module):
+        return module(x, y, generator=torch.Generator().manual_seed(3)).sum() / len(x)
+
+    reference = _opacus_clipped_sum(model, loss_of, clip)
+    clipper = LinearClipper(model)
+    loss_of(model).backward()
+    sums = clipper.clipped_sums(clip)
+    clipper.remove()
+    for p, want in zip(model.parameters(), reference, strict=True):
+        assert torch.allclose(sums[p], want, rtol=1e-4, atol=1e-6 * max(1.0, clip))
+
+
+def test_per_sample_gradients_are_clipped_to_the_norm():
+    """With no noise, one step's update is the mean of clipped per-record gradients."""
+    data, model = _data(n=8), _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    with dp_training.privatized(model, torch.optim.SGD(model.parameters(), lr=1.0), data,
+                                noise_multiplier=1e-9, sample_rate=1.0, max_grad_norm=0.01,
+                                normaliser=8, accountant="rdp", steps=1) as (m, opt, loader):
+        for xb, yb in loader:
+            opt.zero_grad(set_to_none=True)
+            (m(xb, yb).sum() / len(xb)).backward()
+            opt.step()
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before,
+                                                                   strict=True)]).norm()
+    assert 0 < moved <= 0.01 + 1e-6
+
+
+def test_a_record_with_a_non_finite_gradient_is_dropped_not_spread():
+    """One record's inf must not turn the noisy sum into NaN (a detector for that record)."""
+    from client.linear_clipping import LinearClipper
+
+    model, data = _model(), _data(n=4)
+    clipper = LinearClipper(model)
+    (model(torch.from_numpy(data.x), torch.from_numpy(data.y)).sum() / 4).backward()
+    clipper._inputs[clipper.layers[0]][0, 0] = float("inf")  # record 0's activation overflowed
+    sums = clipper.clipped_sums(1.0)
+    total = torch.cat([s.flatten() for s in sums.values()])
+    assert torch.isfinite(total).all() and total.norm() <= 3.0 + 1e-5  # 3 records left
+    clipper.remove()

@@ -70,18 +70,16 @@ def test_nonprivate_baseline_trains_both_networks():
 
 def _summed_clipped_gradient(model, real_x, real_y, num_fakes, clip):
     """The discriminator step's sum of clipped per-record gradients, before any noise."""
-    from opacus import GradSampleModule
-    from opacus.optimizers import DPOptimizer
+    from client.linear_clipping import LinearClipper
 
-    disc = GradSampleModule(model.discriminator, loss_reduction="mean")
-    opt = DPOptimizer(torch.optim.SGD(disc.parameters(), lr=1.0), noise_multiplier=0.0,
-                      max_grad_norm=clip, expected_batch_size=1)
+    clipper = LinearClipper(model.discriminator)
     torch.manual_seed(5)  # the same fakes for both batches
     x, y, target = gan_training.discriminator_batch(model, real_x, real_y, num_fakes)
-    gan_training.discriminator_loss(disc, x, y, target).backward()
-    opt.pre_step()  # clip each record's gradient and sum (no noise at multiplier 0)
-    total = torch.cat([p.summed_grad.flatten() for p in disc.parameters()])
-    disc._close()
+    gan_training.discriminator_loss(model.discriminator, x, y, target).backward()
+    sums = clipper.clipped_sums(clip)
+    total = torch.cat([sums[p].flatten() for p in model.discriminator.parameters()])
+    clipper.remove()
+    model.zero_grad(set_to_none=True)
     return total
 
 
