@@ -18,21 +18,27 @@ def class_shares(entries: list[dict], num_classes: int) -> dict | None:
     """The class shares the owners' noisy counts give, from the run's ledger; None if none.
 
     Each owner's counts are its signed, DP-noised release (at most one per run, checked
-    by the reply judge); their sum, clipped at zero, is post-processing. Only counts of
-    accepted replies count, so the audit recomputes the same shares from the ledger.
+    by the reply judge). Each becomes a share vector (counts clipped at zero, divided by
+    their sum), and the vectors are averaged weighted by each owner's noisy total capped
+    at the median owner's: the pooled shares when owners are alike in size, and no
+    owner, however large the counts it claims, weighs more than a typical one. All of
+    it is post-processing; the audit recomputes the same shares from the ledger.
     """
-    total, owners = np.zeros(num_classes), set()
+    vectors, totals, owners = [], [], []
     for line in entries:
         event = line.get("owner_entry") or {}
-        if line.get("verdict") == "accepted" and "class_counts" in event \
-                and event["client_id"] not in owners and len(event["class_counts"]) == num_classes:
-            owners.add(event["client_id"])
-            total += np.asarray(event["class_counts"], dtype=float)
-    total = np.clip(total, 0, None)
-    if not owners or total.sum() <= 0:
+        counts = np.clip(np.asarray(event.get("class_counts", []), dtype=float), 0, None)
+        if line.get("verdict") != "accepted" or len(counts) != num_classes \
+                or event["client_id"] in owners or counts.sum() <= 0:
+            continue
+        owners.append(event["client_id"])
+        totals.append(counts.sum())
+        vectors.append(counts / counts.sum())
+    if not owners:
         return None
-    return {"shares": [round(float(v), 6) for v in total / total.sum()],
-            "owners": sorted(owners)}
+    weights = np.minimum(totals, np.median(totals))
+    shares = (np.asarray(vectors) * weights[:, None]).sum(axis=0) / weights.sum()
+    return {"shares": [round(float(v), 6) for v in shares], "owners": sorted(owners)}
 
 
 def release_labels(n: int, num_classes: int, shares: list[float] | None) -> torch.Tensor:

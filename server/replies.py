@@ -45,6 +45,7 @@ MECHANISM_OF = {"trained": "dp-sgd", "trained-exhausted": "dp-sgd", "nonprivate"
 UPDATE_STATUSES = ("trained", "trained-exhausted", "nonprivate")
 MAX_ENTRY_CHARS = 16_384
 MAX_REASON_CHARS = 300
+COUNT_SIGMAS = 6.0  # a noisy count below -6σ is no honest count (probability ~1e-9)
 
 
 class Rejected(Exception):
@@ -88,6 +89,10 @@ class ReplyJudge:
         self.rounds_of: set[tuple[int, int]] = set()
         self.proposal = proposal_digest(settings)
         self.recipe = _recipe(settings) if settings.private else None
+        # Honest owners never add less noise than the proposal calibrates to; half of it
+        # leaves room for calibration tolerance and refuses the absurd (1e-300 broke the
+        # audit's accountants).
+        self.noise_floor = 0.5 * self.recipe.proposal_noise if self.recipe else 0.0
         self.num_classes = resolve(settings.dataset, settings.schema_path)[0].num_classes
         self.counted: set[int] = set()  # owners whose class counts this run holds
         self.key_ids: dict[int, str] = {}  # a resumed run's owners keep their first key
@@ -259,8 +264,12 @@ class ReplyJudge:
         return ({name: (global_arrays[name].double() + d * scale).to(global_arrays[name].dtype)
                  for name, d in delta.items()}, fields)
 
-    def _check_counts(self, entry: dict) -> None:
-        """Class counts: once per owner and run, of the proposal's noise and class count."""
+    def _check_counts(self, entry: dict, again: bool = False) -> None:
+        """Class counts: once per owner and run, of the proposal's noise and class count.
+
+        ``again``: a replay of that one release. No count may lie below what the noise
+        could make of a zero.
+        """
         if "class_counts" not in entry:
             return
         cid, counts = entry["client_id"], entry["class_counts"]
@@ -268,43 +277,59 @@ class ReplyJudge:
             raise Rejected("class counts released in a run that balances the classes")
         if len(counts) != self.num_classes:
             raise Rejected(f"{len(counts)} class counts for {self.num_classes} classes")
-        if entry["mechanism"] == "dp-sgd" and entry["class_noise"] != self.settings.class_noise:
-            raise Rejected(f"the counts' noise {entry['class_noise']!r} is not the proposal's "
+        noise = entry.get("class_noise", 0.0)
+        if entry["mechanism"] == "dp-sgd" and noise != self.settings.class_noise:
+            raise Rejected(f"the counts' noise {noise!r} is not the proposal's "
                            f"{self.settings.class_noise!r}")
-        if cid in self.counted:
+        if min(counts) < -COUNT_SIGMAS * noise:
+            raise Rejected(f"a class count of {min(counts):.4g} is below what noise of std "
+                           f"{noise:g} makes of a zero count")
+        if cid in self.counted and not again:
             raise Rejected(f"a second class-count release from owner {cid} in this run")
 
     def _check_content(self, status: str, entry: dict, reply: Message) -> None:
-        """Status agrees with event, event with the proposal, no weights where none belong."""
+        """Status agrees with event, event with the proposal, no weights where none belong.
+
+        A DP-SGD event is held to the proposal whatever its status (a ``replayed`` one
+        included: its figures reach the report and the audit like any other).
+        """
         s = self.settings
         if MECHANISM_OF[status] != entry["mechanism"]:
             raise Rejected(f"status {status} with a {entry['mechanism']} event")
         if status in ("trained", "trained-exhausted") and \
                 entry.get("exhausted", False) != (status == "trained-exhausted"):
             raise Rejected(f"status {status} disagrees with the event's exhausted flag")
+        if entry["mechanism"] == "dp-sgd":
+            self._check_dp_sgd(entry)
+        self._check_counts(entry, again=status == "replayed")
         if status not in UPDATE_STATUSES:
             if "arrays" in reply.content:
                 raise Rejected(f"status {status} carries weights")
             return
-        self._check_counts(entry)
         if status == "nonprivate" and s.private:
             raise Rejected("trained without DP in a private run")
-        if status != "nonprivate":
-            wanted = {"sample_rate": s.sample_rate, "max_grad_norm": s.max_grad_norm,
-                      "delta": s.delta, "accountant": s.accountant}
-            for key, value in wanted.items():
-                if entry[key] != value:
-                    raise Rejected(f"the event's {key} {entry[key]!r} is not the proposal's "
-                                   f"{value!r}")
-            if entry["steps"] > s.steps_per_round:
-                raise Rejected(f"the event's steps {entry['steps']} exceed the "
-                               f"{s.steps_per_round} proposed")
-            if entry["epsilon"] > s.epsilon * (1 + 1e-6):
-                raise Rejected(f"the event's run epsilon {entry['epsilon']:.4f} exceeds the "
-                               f"proposed {s.epsilon:g}")
-            if entry["lifetime_epsilon"] > entry["epsilon_budget"] * (1 + 1e-9):
-                raise Rejected(f"lifetime epsilon {entry['lifetime_epsilon']:.4f} exceeds the "
-                               f"owner's budget {entry['epsilon_budget']}")
+
+    def _check_dp_sgd(self, entry: dict) -> None:
+        """A DP-SGD event's public parameters, steps, noise and epsilons against the proposal."""
+        s = self.settings
+        wanted = {"sample_rate": s.sample_rate, "max_grad_norm": s.max_grad_norm,
+                  "delta": s.delta, "accountant": s.accountant}
+        for key, value in wanted.items():
+            if entry[key] != value:
+                raise Rejected(f"the event's {key} {entry[key]!r} is not the proposal's "
+                               f"{value!r}")
+        if entry["steps"] > s.steps_per_round:
+            raise Rejected(f"the event's steps {entry['steps']} exceed the "
+                           f"{s.steps_per_round} proposed")
+        if entry["noise_multiplier"] < self.noise_floor:
+            raise Rejected(f"the event's noise multiplier {entry['noise_multiplier']!r} is "
+                           f"below {self.noise_floor:.4g}, half what the proposal calibrates to")
+        if entry["epsilon"] > s.epsilon * (1 + 1e-6):
+            raise Rejected(f"the event's run epsilon {entry['epsilon']:.4f} exceeds the "
+                           f"proposed {s.epsilon:g}")
+        if entry["lifetime_epsilon"] > entry["epsilon_budget"] * (1 + 1e-9):
+            raise Rejected(f"lifetime epsilon {entry['lifetime_epsilon']:.4f} exceeds the "
+                           f"owner's budget {entry['epsilon_budget']}")
 
 
 def _checked_weights(reply: Message,

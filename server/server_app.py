@@ -87,8 +87,14 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
         state = state_from_ledger(run_id, settings.private, ledger.entries)
         judge.remember(ledger.entries)
         if owner_dp is not None:
-            owner_dp.rounds = sum(e["mechanism"] == "gaussian-aggregate"
-                                  for e in ledger.entries)
+            released = [e["round"] for e in ledger.entries
+                        if e["mechanism"] == "gaussian-aggregate"]
+            owner_dp.rounds = len(released)
+            if released and max(released) >= first:  # released, then lost before its
+                # checkpoint: a round is released once, so the run goes on after it
+                console.print(f"round {max(released)} was released but its model was lost; "
+                              f"going on from round {first - 1}'s model")
+                first = max(released) + 1
         console.print(f"resuming {run_dir} after round {first - 1} (run id {run_id})")
     else:
         write_text(run_dir / "config.toml", tomli_w.dumps(settings.to_run_config()))

@@ -61,6 +61,11 @@ class OwnerAudit:
     curve: list[tuple[int, float]] = field(default_factory=list)
 
 
+MIN_AUDITED_NOISE = 0.05
+"""Below this noise multiplier an event certifies no useful ε, and dp-accounting's PLD
+can run for minutes: it is reported as unbounded (a finding) rather than computed."""
+
+
 def audit_events(entries: list[dict], *, lifetime: bool = False,
                  run_budget: float | None = None) -> list[OwnerAudit]:
     """Recompute every owner's epsilon (and the owner-level one) from its spends.
@@ -84,9 +89,14 @@ def audit_events(entries: list[dict], *, lifetime: bool = False,
         accountant = last["accountant"] if len(accountants) == 1 else "mixed"
         method = "pld" if last["accountant"] == "prv" else "rdp"
         delta = last["delta"]
-        recomputed = recompute_epsilon(events, delta=delta, method=method)
-        pld = recomputed if method == "pld" else recompute_epsilon(events, delta=delta,
-                                                                    method="pld")
+        try:
+            if min(float(e["noise_multiplier"]) for e in events) < MIN_AUDITED_NOISE:
+                raise ValueError("noise too small to account")
+            recomputed = recompute_epsilon(events, delta=delta, method=method)
+            pld = recomputed if method == "pld" else recompute_epsilon(events, delta=delta,
+                                                                        method="pld")
+        except (ArithmeticError, ValueError):  # a crafted event: no bound, hence a finding
+            recomputed = pld = math.inf
         reported = float(last[key])
         consistent = lifetime or (len(deltas) == 1 and accountant != "mixed" and len(runs) == 1)
         # The claim matches when dp-accounting agrees within 1%, or when it lies between

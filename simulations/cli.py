@@ -206,9 +206,16 @@ def _resumed(args: argparse.Namespace):
                           f"(no config.toml or {SIMULATION})")
     config = ExperimentConfig.parse(ExperimentConfig.read_toml(run_dir / "config.toml"),
                                     f"{run_dir / 'config.toml'}")
-    owners = json.loads((run_dir / SIMULATION).read_text("utf-8"))
-    budgets = {int(k): float(v) for k, v in owners["budgets"].items()}
-    policies = owner_policies(config, budgets, Path(owners["owner_ledgers"]))
+    try:
+        owners = json.loads((run_dir / SIMULATION).read_text("utf-8"))
+        budgets = {int(k): float(v) for k, v in owners["budgets"].items()}
+        ledgers = owners["owner_ledgers"]
+        if not isinstance(ledgers, str):
+            raise TypeError("owner_ledgers is not a path")
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ConfigError(f"--resume: {run_dir / SIMULATION} is damaged ({err}); it should "
+                          'hold {"budgets": {OWNER: EPSILON}, "owner_ledgers": PATH}') from None
+    policies = owner_policies(config, budgets, Path(ledgers))
     try:
         latest = load_latest(run_dir)
     except Exception as err:  # a checkpoint cut short by a crash is named, not a traceback

@@ -359,14 +359,15 @@ def finish_run(run_dir: Path, config: ExperimentConfig, state, timings: dict) ->
     report = build_report(config, state, timings)
     try:
         evaluate_into(report, run_dir, config)
+        if (run_dir / "ledger.jsonl").exists():
+            from privacy.ledger import read_ledger
+            from simulations.privacy_plot import plot_privacy_budget
+
+            plot_privacy_budget(read_ledger(run_dir / "ledger.jsonl"),
+                                run_dir / "privacy_budget.png")
     except Exception as err:  # the owners' spend is in the ledger and the release on disk:
         # the report says what failed rather than the run dying without one
         report["evaluation_error"] = f"{type(err).__name__}: {str(err)[:300]}"
-    if (run_dir / "ledger.jsonl").exists():
-        from privacy.ledger import read_ledger
-        from simulations.privacy_plot import plot_privacy_budget
-
-        plot_privacy_budget(read_ledger(run_dir / "ledger.jsonl"), run_dir / "privacy_budget.png")
     write_report(run_dir, report)
     print_summary(report, run_dir)
     return report

@@ -288,7 +288,9 @@ def test_class_counts_are_taken_once_per_owner_with_the_proposals_noise(tmp_path
     j = judge.judge(again, 2, GLOBAL)
     assert not j.counts and "a second class-count release from owner 0" in j.line["rejection"]
     for change, why in (({"class_noise": 0.01}, "is not the proposal's 10.0"),
-                        ({"class_counts": [1.0, 2.0]}, "2 class counts for 10 classes")):
+                        ({"class_counts": [1.0, 2.0]}, "2 class counts for 10 classes"),
+                        ({"class_counts": [-1e12] + [5.0] * 9}, "is below what noise"),
+                        ({"noise_multiplier": 1e-300}, "half what the proposal calibrates")):
         _, reply = _signed(owners[1], "trained", _spend(client_id=1, **{**counts, **change}),
                            node=6)
         j = _judge(tmp_path).judge(reply, 1, GLOBAL)
@@ -306,10 +308,24 @@ def test_release_labels_follow_the_shares_and_keep_every_class():
     lines.append({"verdict": "rejected", "owner_entry": {"client_id": 2,
                                                          "class_counts": [0.0, 900.0, 0.0]}})
     shares = class_shares(lines, 3)
-    assert shares["owners"] == [0, 1] and shares["shares"] == [0.75, 0.25, 0.0]
-    labels = release_labels(100, 3, shares["shares"])
+    assert shares["owners"] == [0, 1]
+    # Owner 0: (30, 10, 0)/40; owner 1: (30, 10, 1)/41; both weigh min(total, median 40.5).
+    want = [(30 / 40 * 40 + 30 / 41 * 40.5) / 80.5, (10 / 40 * 40 + 10 / 41 * 40.5) / 80.5,
+            (1 / 41 * 40.5) / 80.5]
+    assert shares["shares"] == pytest.approx(want, abs=1e-6)
+    labels = release_labels(100, 3, [0.75, 0.25, 0.0])
     assert torch.bincount(labels).tolist() == [74, 25, 1]  # the zeroed class still appears
     assert torch.bincount(release_labels(9, 3, None)).tolist() == [3, 3, 3]
+
+
+def test_one_owner_claiming_huge_counts_weighs_no_more_than_a_typical_owner():
+    from server.release import class_shares
+
+    honest = [{"verdict": "accepted", "owner_entry": {"client_id": c, "class_counts": [50.0, 50.0]}}
+              for c in range(4)]
+    liar = {"verdict": "accepted", "owner_entry": {"client_id": 9, "class_counts": [1e12, 0.0]}}
+    shares = class_shares([*honest, liar], 2)["shares"]
+    assert shares[0] == pytest.approx(0.6)  # (4 x 0.5 + 1.0) / 5: a fifth of the say, no more
 
 
 @pytest.mark.parametrize("alien", [{"clipped": True}, {"update_norm": 1.0},

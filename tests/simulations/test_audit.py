@@ -206,3 +206,15 @@ def test_a_large_epsilon_between_dp_accountings_pld_and_rdp_matches():
     assert owner.matches and owner.within_budget
     [understated] = audit_events([{**event, "epsilon": owner.pld * 0.9}], run_budget=50.0)
     assert not understated.matches
+
+
+@pytest.mark.parametrize("sigma", [1e-300, 0.01])
+def test_an_event_with_absurdly_small_noise_is_an_unbounded_finding_not_a_crash(sigma):
+    from simulations.audit import audit_events
+
+    event = {"round": 1, "client_id": 0, "run_id": 1, "mechanism": "dp-sgd",
+             "noise_multiplier": sigma, "sample_rate": 0.25, "steps": 10**9,
+             "max_grad_norm": 1.0, "delta": 1e-5, "accountant": "rdp", "epsilon": 1.0,
+             "lifetime_epsilon": 1.0, "epsilon_budget": 8.0}
+    [owner] = audit_events([event], run_budget=8.0)
+    assert owner.recomputed == float("inf") and not owner.matches and not owner.within_budget

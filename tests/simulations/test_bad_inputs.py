@@ -121,3 +121,14 @@ def test_too_few_synthetic_samples_to_judge_are_refused_before_any_spend(tmp_pat
     _one_line_exit_2(capsys, ["simulate", "--synthetic-samples", "1", "--out",
                               str(tmp_path / "r")],
                      "synthetic-samples=1 is not allowed; expected an integer in 100..1000000")
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"budgets": {"0": "x"}, "owner_ledgers": "l"}',
+                                  '{"budgets": {}, "owner_ledgers": 5}'])
+def test_resume_with_a_damaged_simulation_json(tmp_path, capsys, text):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = ExperimentConfig(run_dir=str(run)).to_run_config()
+    (run / "config.toml").write_text(tomli_w.dumps(config))
+    (run / "simulation.json").write_text(text)
+    _one_line_exit_2(capsys, ["simulate", "--resume", str(run)], "simulation.json is damaged")
