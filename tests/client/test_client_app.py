@@ -341,3 +341,10 @@ def test_every_reply_carries_the_owners_signed_line_and_a_bad_key_stops_it(tmp_p
     assert reply == {"status": "failed", "client_id": 0,
                      "reason": "the owner's signing key is unreadable"}
     assert len(read_ledger(tmp_path / "owner-0.jsonl")) == 1
+
+
+def test_counts_are_skipped_when_they_would_cost_the_training_too_much(tmp_path):
+    """On a lifetime budget of 0.5 the counts' Gaussian step would eat much of it."""
+    event = _privacy(_call(_node(tmp_path, **{"epsilon-budget": 0.5}), 1))
+    assert event["status"] == "trained" and "class_counts" not in event
+    assert event["lifetime_epsilon"] <= 0.5
