@@ -136,20 +136,20 @@ def privatized(
     """
     generator = generator or entropy_generator()
     watcher = create_accountant(mechanism=accountant)
-    clipper = LinearClipper(module, loss_reduction="mean")
-    dp_optimizer = LinearDPOptimizer(
-        optimizer,
-        clipper=clipper,
-        noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm,
-        expected_batch_size=normaliser,
-        loss_reduction="mean",
-        generator=generator,
-        secure_mode=True,
-    )
-    dp_optimizer.attach_step_hook(watcher.get_optimizer_hook_fn(sample_rate=sample_rate))
     loader = DPDataLoader(_tensors(data), sample_rate=sample_rate, generator=generator)
-    try:
+    clipper = LinearClipper(module, loss_reduction="mean")
+    try:  # the hooks come off whatever happens
+        dp_optimizer = LinearDPOptimizer(
+            optimizer,
+            clipper=clipper,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            expected_batch_size=normaliser,
+            loss_reduction="mean",
+            generator=generator,
+            secure_mode=True,
+        )
+        dp_optimizer.attach_step_hook(watcher.get_optimizer_hook_fn(sample_rate=sample_rate))
         yield module, dp_optimizer, loader
     finally:
         clipper.remove()

@@ -10,13 +10,18 @@ clipping to the letter: one norm over every parameter, factor min(1, C/(‖∇_i
 
 A record whose input or output gradient holds a non-finite entry gets clip factor
 0 (its whole gradient dropped, a function of that record alone, so the step's
-sensitivity stays C); Opacus's path zeroes only the offending entries.
+sensitivity stays C); Opacus's path zeroes only the offending entries. The model
+must not mix records in its forward (BatchNorm is refused; fedsynth's models are
+linear layers and element-wise activations).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+# Layers whose output for one record depends on the batch's other records.
+MIXING = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
 
 
 class LinearClipper:
@@ -33,6 +38,10 @@ class LinearClipper:
                  if p.requires_grad and id(p) not in linear]
         if other:
             raise ValueError(f"only nn.Linear layers can be clipped here, not {other}")
+        mixing = [name for name, m in module.named_modules() if isinstance(m, MIXING)]
+        if mixing:  # one record's gradient would depend on the others'
+            raise ValueError(f"layers that mix the records of a batch cannot be clipped per "
+                             f"sample: {mixing}")
         self.enabled = True
         self._inputs: dict[nn.Linear, torch.Tensor] = {}
         self._grads: dict[nn.Linear, torch.Tensor] = {}
@@ -71,10 +80,13 @@ class LinearClipper:
                     for p in layer.parameters() if p.requires_grad}
         batch = len(self._inputs[layers[0]])
         scale = float(batch) if self.loss_reduction == "mean" else 1.0
-        squared = torch.zeros(batch)
+        # Norms in float64, the scale applied before squaring: in float32 a tiny output
+        # gradient times a huge input (weights a coordinator chose) squares to zero and
+        # that record's gradient would escape its clipping.
+        squared = torch.zeros(batch, dtype=torch.float64)
         for layer in layers:
-            g2 = self._grads[layer].square().sum(dim=1) * scale**2
-            a2 = self._inputs[layer].square().sum(dim=1)
+            g2 = (self._grads[layer].double() * scale).square().sum(dim=1)
+            a2 = self._inputs[layer].double().square().sum(dim=1)
             squared += g2 * (a2 + 1.0) if layer.bias is not None else g2 * a2
         finite = torch.isfinite(squared)  # an inf or NaN anywhere in a record shows here
         factor = (max_norm / (squared.sqrt() + 1e-6)).clamp(max=1.0)
@@ -86,7 +98,7 @@ class LinearClipper:
             g, a = self._grads[layer], self._inputs[layer]
             if not clean:
                 g, a = torch.nan_to_num(g), torch.nan_to_num(a)
-            g = g * (factor * scale)[:, None]
+            g = g * (factor * scale).to(g.dtype)[:, None]
             sums[layer.weight] = g.T @ a
             if layer.bias is not None:
                 sums[layer.bias] = g.sum(dim=0)

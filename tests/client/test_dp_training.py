@@ -165,3 +165,50 @@ def test_a_record_with_a_non_finite_gradient_is_dropped_not_spread():
     total = torch.cat([s.flatten() for s in sums.values()])
     assert torch.isfinite(total).all() and total.norm() <= 3.0 + 1e-5  # 3 records left
     clipper.remove()
+
+
+def test_weights_a_coordinator_crafted_cannot_let_a_record_escape_its_clipping():
+    """Tiny output gradients times huge inputs: in float32 the norm underflowed to zero."""
+    import math
+
+    from client.gan_training import discriminator_loss
+    from client.linear_clipping import LinearClipper
+    from genai_models import DIGITS, build_model
+
+    torch.manual_seed(0)
+    hidden, batch = 256, 1024
+    disc = build_model("gan", DIGITS, hidden_dim=hidden, latent_dim=8).discriminator
+    with torch.no_grad():  # a global model a coordinator could send
+        disc.net[0].weight.normal_(0, 0.1)
+        disc.net[0].bias.fill_(0.95 * math.sqrt(3.4e38 / hidden))
+        disc.net[2].weight.normal_(0, 1e-21)
+        disc.net[2].bias.zero_()
+        disc.net[4].weight.fill_(4e-23 * batch)
+        disc.net[4].bias.zero_()
+    x, y = torch.rand(batch, 64), torch.randint(0, 10, (batch,))
+    target = torch.cat([torch.ones(batch // 2), torch.zeros(batch // 2)])
+
+    def clipped_sum(first):
+        clipper = LinearClipper(disc)
+        discriminator_loss(disc, x[first:], y[first:], target[first:]).backward()
+        sums = clipper.clipped_sums(1.0)
+        clipper.remove()
+        disc.zero_grad(set_to_none=True)
+        return torch.cat([sums[p].double().flatten() for p in disc.parameters()])
+
+    assert (clipped_sum(0) - clipped_sum(1)).norm().item() <= 1.0 + 1e-4
+
+
+def test_a_layer_that_mixes_records_is_refused_and_hooks_never_stay():
+    from client.linear_clipping import LinearClipper
+
+    with pytest.raises(ValueError, match="mix the records"):
+        LinearClipper(torch.nn.Sequential(torch.nn.Linear(3, 3),
+                                          torch.nn.BatchNorm1d(3, affine=False)))
+    model = _model()
+    empty = LabelledData(np.zeros((0, 64), np.float32), np.zeros(0, np.int64))
+    with pytest.raises(ValueError):
+        dp_training.train_private(model, empty, steps=1, noise_multiplier=1.0,
+                                  sample_rate=0.5, max_grad_norm=1.0, normaliser=4,
+                                  learning_rate=0.1, accountant="rdp")
+    assert not any(m._forward_hooks for m in model.modules())
