@@ -63,8 +63,8 @@ def record(state: RunState, judgement: Judgement, server_round: int, say: bool =
     """Fold one judged reply into the run's state (spends only from authentic events)."""
     line, entry = judgement.line, judgement.entry
     if line["verdict"] == "rejected":
-        who = f"owner {line['client_id']}" if line.get("client_id") is not None else \
-            f"node {line['node_id']}"
+        who = f"owner {line['client_id']} (node {line['node_id']})" \
+            if line.get("client_id") is not None else f"node {line['node_id']}"
         why = line.get("rejection") or line["reason"]
         state.rejected.append(f"round {server_round}: {who}: {why}")
         if say:
