@@ -26,6 +26,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.logger import log
+from opacus.optimizers.optimizer import _generate_noise
 
 from client.dataset import (
     load_owner_file,
@@ -273,10 +274,15 @@ def _history(spends: list[dict]) -> History:
 
 
 def _noisy_counts(labels, num_classes: int, noise: float) -> list[float]:
-    """The owner's class counts with Gaussian noise of std ``noise`` from OS entropy."""
-    exact = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_classes)
-    noisy = exact.double() + noise * torch.randn(num_classes, generator=entropy_generator(),
-                                                 dtype=torch.float64)
+    """The owner's class counts with Gaussian noise of std ``noise`` from OS entropy.
+
+    Drawn as Opacus draws DP-SGD noise in secure mode (a sum of four Gaussians), the
+    floating-point defence against reading the count back from the noise's low bits.
+    """
+    exact = torch.bincount(torch.as_tensor(labels, dtype=torch.long),
+                           minlength=num_classes).double()
+    noisy = exact + _generate_noise(std=noise, reference=exact, generator=entropy_generator(),
+                                    secure_mode=True)
     return [round(float(c), 3) for c in noisy]
 
 
