@@ -88,17 +88,17 @@ def train_holdout(
 
 
 @lru_cache(maxsize=8)
-def partition_indices(
+def _partitioner(
     name: str,
     holdout: float,
     seed: int,
     num_partitions: int,
     scheme: str,
     alpha: float,
-    data_path: str = "",
-    schema_path: str = "",
-) -> tuple[np.ndarray, ...]:
-    """Indices into the pooled training records for each partition."""
+    data_path: str,
+    schema_path: str,
+):
+    """flwr-datasets' partitioner over the pooled training records' indices and labels."""
     from datasets import Dataset
     from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner
 
@@ -121,10 +121,31 @@ def partition_indices(
     else:
         raise ValueError(f"unknown partition {scheme!r}; allowed: {', '.join(PARTITIONS)}")
     partitioner.dataset = Dataset.from_pandas(frame, preserve_index=False)
-    return tuple(
-        np.asarray(partitioner.load_partition(i)["index"], dtype=np.int64)
-        for i in range(num_partitions)
-    )
+    return partitioner
+
+
+def partition_indices(
+    name: str,
+    holdout: float,
+    seed: int,
+    num_partitions: int,
+    scheme: str,
+    alpha: float,
+    data_path: str = "",
+    schema_path: str = "",
+    partition_id: int | None = None,
+) -> tuple[np.ndarray, ...] | np.ndarray:
+    """Indices into the pooled training records of one partition, or of each (``None``).
+
+    One owner loads only its own partition: the cost does not grow with the number
+    of owners (the coordinator's once-per-run checks load them all).
+    """
+    partitioner = _partitioner(name, holdout, seed, num_partitions, scheme, alpha,
+                               data_path, schema_path)
+    ids = range(num_partitions) if partition_id is None else (partition_id,)
+    parts = tuple(np.asarray(partitioner.load_partition(i)["index"], dtype=np.int64)
+                  for i in ids)
+    return parts if partition_id is None else parts[0]
 
 
 def partition_identity(experiment, partition_id: int, num_partitions: int,
@@ -162,9 +183,8 @@ def load_partition(
 ) -> LabelledData:
     """The records of one simulated owner."""
     train, _ = train_holdout(name, holdout, seed, data_path, schema_path)
-    idx = partition_indices(
-        name, holdout, seed, num_partitions, scheme, alpha, data_path, schema_path
-    )[partition_id]
+    idx = partition_indices(name, holdout, seed, num_partitions, scheme, alpha, data_path,
+                            schema_path, partition_id)
     return LabelledData(train.x[idx], train.y[idx])
 
 

@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,8 +214,31 @@ def read_ledger(path: str | Path) -> list[dict]:
     return entries
 
 
+def _cut_unfinished_line(path: Path) -> None:
+    """Cut a last line that a crash left without its newline (it was never completed)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with open(path, "r+b") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        text = handle.read()
+        handle.truncate(text.rfind(b"\n") + 1)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 class Ledger:
-    """An append-only, hash-chained JSONL file, rewritten atomically on each append.
+    """An append-only, hash-chained JSONL file: each line is appended and fsynced.
+
+    A crash while a line is written leaves a last line without its newline: that
+    line never completed (nothing it records was sent), so opening the ledger cuts
+    it off before anything is read.
 
     With ``verify`` (an owner's own ledger) the existing lines are checked first, and
     the file is held to its pinned head (``PATH.head``: line count and last hash,
@@ -228,6 +252,7 @@ class Ledger:
         self.pin = self.path.with_name(self.path.name + ".head") if verify else None
         self.entries: list[dict] = []
         self.head = GENESIS
+        _cut_unfinished_line(self.path)
         if verify:
             if self.path.exists():
                 self.entries = read_ledger(self.path)
@@ -266,8 +291,13 @@ class Ledger:
         entry["hash"] = entry_hash(entry)
         if self.signer is not None:
             entry["signature"] = self.signer.sign(entry["hash"])
-        lines = [canonical(e) for e in self.entries] + [canonical(entry)]
-        write_text(self.path, "\n".join(lines) + "\n")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (canonical(entry) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         self.entries.append(entry)
         self.head = entry["hash"]
         if self.pin is not None:

@@ -62,3 +62,16 @@ def test_canaries_are_seeded_out_of_distribution_and_split_in_two():
     base = load_partition("digits", 0, 3, scheme="iid", alpha=1.0, holdout=0.3, seed=3)
     grown = with_canaries(base, spec, 8, seed=3)
     assert len(grown) == len(base) + 8 and np.array_equal(grown.x[-8:], inserted.x)
+
+
+def test_an_owner_loads_only_its_own_partition(monkeypatch):
+    from flwr_datasets.partitioner import IidPartitioner
+
+    calls = []
+    real = IidPartitioner.load_partition
+    monkeypatch.setattr(IidPartitioner, "load_partition",
+                        lambda self, i: calls.append(i) or real(self, i))
+    data = load_partition("digits", 7, 400, scheme="iid", alpha=1.0, holdout=0.3, seed=3)
+    assert calls == [7]
+    whole = partition_indices("digits", 0.3, 3, 400, "iid", 1.0)
+    assert len(data) == len(whole[7])

@@ -45,3 +45,31 @@ def test_signed_lines_verify_and_a_replaced_key_stops_the_owner(tmp_path):
     with pytest.raises(LedgerBroken, match="signing key was replaced"):
         Ledger(tmp_path / "client-0.jsonl", verify=True,
                signer=Signer.load_or_create(tmp_path / "owner-0.key"))
+
+
+def refusal(r: int) -> dict:
+    return {"round": r, "client_id": 0, "run_id": 1, "mechanism": "none", "reason": "x"}
+
+
+def test_a_line_cut_by_a_crash_is_dropped_and_a_cut_back_ledger_still_refused(tmp_path):
+    path = tmp_path / "client-0.jsonl"
+    ledger = Ledger(path, verify=True)
+    a = ledger.append(refusal(1))
+    b = ledger.append(refusal(2))
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"round": 3, "prev_h')  # the crash hit mid-append
+    reopened = Ledger(path, verify=True)
+    assert reopened.entries == [a, b] and path.read_bytes() == whole
+    assert reopened.append(refusal(3))["prev_hash"] == b["hash"]
+    path.write_bytes(whole[: len(whole) // 2])  # half of a completed, pinned line
+    with pytest.raises(LedgerBroken, match="cut back"):
+        Ledger(path, verify=True)
+
+
+def test_appending_does_not_rewrite_the_file(tmp_path):
+    path = tmp_path / "l.jsonl"
+    ledger = Ledger(path)
+    ledger.append(refusal(1))
+    inode = path.stat().st_ino
+    ledger.append(refusal(2))
+    assert path.stat().st_ino == inode and len(read_ledger(path)) == 2
