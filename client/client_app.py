@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.common.logger import log
+from flwr.compat.common.recorddict_compat import fitres_to_recorddict
 from opacus.optimizers.optimizer import _generate_noise
 
 from client.dataset import (
@@ -37,6 +39,7 @@ from client.dataset import (
 )
 from client.dp_training import entropy_generator, train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
+from client.secure_share import Declined, is_secure_sum, noisy_share, run_secure_stage
 from genai_models import build_model, resolve
 from genai_models.cgan import ConditionalGAN
 from privacy.accountant import (
@@ -47,7 +50,8 @@ from privacy.accountant import (
     steps_that_fit,
 )
 from privacy.atomic import write_text
-from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
+from privacy.distributed_noise import NoiseTooSmall, SecureSumPlan, plan_for, public_noise
+from privacy.experiment import COUNTS_COST, ConfigError, ExperimentConfig, proposal_digest
 from privacy.ledger import (
     EXHAUSTED,
     NONPRIVATE,
@@ -62,9 +66,6 @@ from privacy.policy import OwnerPolicy
 from privacy.signing import SigningKeyError, public_text
 
 app = ClientApp()
-COUNTS_COST = 0.1
-"""An owner releases its noisy class counts only when they raise its DP-SGD noise by at
-most this share (at ε 8 they raise it 0.1%, at ε 1 by 9%, on a budget of 0.5 by far more)."""
 
 WARNING = 30  # logging.WARNING, for Flower's logger
 # One reason for every failure, whatever its cause: which exception a data file raises
@@ -73,12 +74,35 @@ FAILED = "training failed on the owner (the details are in its own log)"
 # The public range of a global model's weights an owner trains on: crafted weights far
 # outside it could turn one record's gradient into inf and the reply into a detector.
 WEIGHT_BOUND = 1e4
+# Flower's legacy layout of a secure sum's collect stage (flwr.compat's FitIns/FitRes).
+FITINS_CONFIG, FITINS_ARRAYS = "fitins.config", "fitins.parameters"
 
 
-@app.train()
+def secure_sum_gate(msg: Message, context: Context, call_next) -> Message:
+    """Messages of a SecAgg+ secure sum go through Flower's mod, after the owner's checks."""
+    if not is_secure_sum(msg):
+        return call_next(msg, context)
+    return run_secure_stage(msg, context, call_next, _secure_plan)
+
+
+@app.train(mods=[secure_sum_gate])
 def train(msg: Message, context: Context) -> Message:
     """Entry point for Flower: proposal from ``run_config``, policy from ``node_config``."""
-    return train_round(msg, context, dict(context.run_config), dict(context.node_config))
+    run_config, node_config = dict(context.run_config), dict(context.node_config)
+    if FITINS_CONFIG not in msg.content.config_records:
+        return train_round(msg, context, run_config, node_config)
+    # The collect stage of a secure sum: Flower's legacy layout in and out.
+    fitins = msg.content
+    msg.content = RecordDict({"config": fitins.config_records[FITINS_CONFIG],
+                              "arrays": fitins.array_records[FITINS_ARRAYS]})
+    reply = train_round(msg, context, run_config, node_config, secure=True)
+    privacy = dict(reply.content["privacy"])
+    if "arrays" not in reply.content:
+        raise Declined(privacy)
+    shares = [a.numpy() for a in reply.content["arrays"].values()]
+    fitres = FitRes(status=Status(Code.OK, "trained"), parameters=ndarrays_to_parameters(shares),
+                    num_examples=1, metrics=privacy)
+    return Message(content=fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
 
 
 class Replayed(Exception):
@@ -106,10 +130,17 @@ class Request:
     proposal: ExperimentConfig
     digest: str
     """sha256 of the proposal, signed into every line of this request (see proposal_digest)."""
+    secure: bool = False
+    """Whether the reply goes into a SecAgg+ secure sum (masked) rather than in the clear."""
 
 
-def train_round(msg: Message, context: Context, run_config: dict, node_config: dict) -> Message:
-    """Train the global model locally for one round, within this owner's policy."""
+def train_round(msg: Message, context: Context, run_config: dict, node_config: dict,
+                secure: bool = False) -> Message:
+    """Train the global model locally for one round, within this owner's policy.
+
+    ``secure``: the message is a secure sum's (its reply is masked by SecAgg+); only
+    then, and only under a distributed-noise proposal, does the owner send a noise share.
+    """
     try:
         policy = OwnerPolicy.from_node_config(node_config, context.node_id)
     except ConfigError as err:
@@ -129,7 +160,7 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
             except ConfigError as err:
                 return _refuse(msg, ledger, cid, run_id, server_round,
                                Refusal(f"the proposal is invalid: {err}"))
-            request = Request(run_id, server_round, proposal, proposal_digest(proposal))
+            request = Request(run_id, server_round, proposal, proposal_digest(proposal), secure)
             try:
                 return _train_within_policy(msg, ledger, policy, request)
             except Replayed as replayed:
@@ -204,6 +235,31 @@ def _signed(status: str, entry: dict, ledger: Ledger) -> dict:
     public = public_text(ledger.signer.key.public_key()).decode("ascii").strip()
     return {"status": status, "client_id": entry["client_id"], "entry": canonical(entry),
             "public_key": public}
+
+
+def _spec_of(policy: OwnerPolicy, proposal: ExperimentConfig):
+    """The public data spec this owner trains with (its own schema, or a built-in one)."""
+    if policy.partition_id is None:
+        return resolve("csv", policy.schema_path)[0] if policy.schema_path else \
+            resolve("digits")[0]
+    return resolve(proposal.dataset, policy.schema_path)[0]
+
+
+def _plan(policy: OwnerPolicy, p: ExperimentConfig) -> SecureSumPlan:
+    """The public plan of a distributed-noise proposal for this owner's model."""
+    model = build_model(p.model, _spec_of(policy, p), hidden_dim=p.hidden_dim,
+                        latent_dim=p.latent_dim)
+    dimension = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    return plan_for(p, dimension, COUNTS_COST)
+
+
+def _secure_plan(context: Context) -> SecureSumPlan:
+    """The plan a secure sum's setup is checked against (raises on a bad proposal)."""
+    policy = OwnerPolicy.from_node_config(dict(context.node_config), context.node_id)
+    proposal = ExperimentConfig.parse(dict(context.run_config), "run_config")
+    if not proposal.distributed:
+        raise ValueError("a secure sum was asked under a proposal without distributed noise")
+    return _plan(policy, proposal)
 
 
 def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):
@@ -303,6 +359,11 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     if p.private and p.delta > policy.max_delta:
         raise Refusal(f"delta={p.delta:g} was proposed; this owner accepts at most "
                       f"{policy.max_delta:g}")
+    if p.distributed != request.secure:  # a share sent in the clear would carry a fraction
+        # of the noise; a secure sum of full local training is no mechanism fedsynth accounts
+        raise Refusal("distributed noise is sent only into a SecAgg+ secure sum, and a "
+                      "secure sum only carries distributed noise" if p.distributed else
+                      "a secure sum was asked under a proposal without distributed noise")
     data, spec = _load_data(policy, p, ledger)
     # P6 on the owner's side, against its own policy rather than the proposal: the
     # answer is the same whatever delta a coordinator proposes, so probing delta
@@ -311,7 +372,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         raise Refusal("this owner's max-delta is not below 1/(its record count) (P6); "
                       "the owner must lower max-delta in its node_config")
     model = build_model(p.model, spec, hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    _load_global(model, msg.content["arrays"], positional=request.secure)
     if not _global_weights_in_range(model):
         raise Refusal(f"the global model's weights are not finite or outside ±{WEIGHT_BOUND:g}")
     # Public randomness only (the VAE's reparameterisation, the GAN's fake labels);
@@ -338,6 +399,8 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         loss = outcome.mean_loss if math.isfinite(outcome.mean_loss) else 0.0
         return _reply(msg, model, {"train-loss": loss}, _signed("nonprivate", entry, ledger))
 
+    if p.distributed:
+        return _send_share(msg, ledger, policy, request, model, data, spec)
     budget, delta, q, acc = policy.epsilon_budget, p.delta, p.sample_rate, p.accountant
     # Once per run, before its first step, the owner releases its noisy class counts
     # (unless the proposal balances the classes): one Gaussian step of sensitivity 1,
@@ -404,6 +467,66 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     })
     status = "trained-exhausted" if exhausted else "trained"
     return _reply(msg, model, {}, _signed(status, event, ledger))
+
+
+def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Request,
+                model: torch.nn.Module, data, spec) -> Message:
+    """One round of distributed noise: a noisy share of one DP-SGD step, for the secure sum.
+
+    The noise is the proposal's public one (every owner adds the same share; the
+    guarantee counts on the others' shares), and the owner's own ledger is charged one
+    step of it (the class counts too, in its first round) whether or not the round is
+    released: the share left the owner.
+    """
+    p, cid = request.proposal, policy.client_id
+    try:
+        plan = _plan(policy, p)
+        sigma, with_counts = public_noise(p, COUNTS_COST)
+    except (NoiseTooSmall, ValueError) as err:
+        raise Refusal(f"no distributed noise fits the proposal: {err}") from None
+    mine = [e for e in ledger.entries if e["mechanism"] == "dp-sgd"]
+    this_run = [e for e in mine if e["run_id"] == request.run_id]
+    counts_step = [(p.class_noise, 1.0, 1)] if with_counts and not this_run else []
+    lifetime, run = _history(mine) + counts_step, _history(this_run) + counts_step
+    step = [(sigma, p.sample_rate, 1)]
+    acc, delta, budget = p.accountant, p.delta, policy.epsilon_budget
+    if epsilon_of(lifetime + step, accountant=acc, delta=delta) > budget or \
+            epsilon_of(run + step, accountant=acc, delta=delta) > p.epsilon * (1 + 1e-9):
+        raise Refusal(EXHAUSTED, status="exhausted")
+    shares = noisy_share(model, data, plan, sample_rate=p.sample_rate,
+                         generator=entropy_generator())
+    lifetime, run = lifetime + step, run + step
+    exhausted = epsilon_of(lifetime + step, accountant=acc, delta=delta) > budget or \
+        epsilon_of(run + step, accountant=acc, delta=delta) > p.epsilon * (1 + 1e-9)
+    counts = {"class_noise": p.class_noise,
+              "class_counts": _noisy_counts(data.y, spec.num_classes, p.class_noise)} \
+        if counts_step else {}
+    event = ledger.append({
+        "round": request.server_round, "client_id": cid, "run_id": request.run_id,
+        "proposal": request.digest, "mechanism": "dp-sgd", "noise_multiplier": sigma,
+        "sample_rate": p.sample_rate, "steps": 1, "max_grad_norm": p.max_grad_norm,
+        "delta": delta, "accountant": acc,
+        "epsilon": epsilon_of(run, accountant=acc, delta=delta),
+        "lifetime_epsilon": epsilon_of(lifetime, accountant=acc, delta=delta),
+        "epsilon_budget": budget, "exhausted": exhausted, **plan.ledger_fields(), **counts,
+    })
+    status = "trained-exhausted" if exhausted else "trained"
+    content = RecordDict({"privacy": ConfigRecord(_signed(status, event, ledger)),
+                          "arrays": ArrayRecord([torch.from_numpy(a) for a in shares])})
+    return Message(content=content, reply_to=msg)
+
+
+def _load_global(model: torch.nn.Module, arrays: ArrayRecord, positional: bool) -> None:
+    """Load the global weights: by name, or (a secure sum's legacy layout) by position."""
+    if not positional:
+        model.load_state_dict(arrays.to_torch_state_dict())
+        return
+    names = list(model.state_dict())
+    values = [torch.from_numpy(a.numpy()) for a in arrays.values()]
+    if len(values) != len(names):
+        raise Refusal(f"the global model has {len(values)} arrays; this model has "
+                      f"{len(names)}")
+    model.load_state_dict(dict(zip(names, values, strict=True)))
 
 
 def _calibrate(lifetime: History, run: History, policy: OwnerPolicy,

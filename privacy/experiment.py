@@ -25,6 +25,10 @@ PARTITIONS = ("iid", "dirichlet")
 OPTIMIZERS = ("sgd", "adam")
 CLIENT_DP_MODES = ("none", "fixed")
 AGGREGATIONS = ("fedavg", "median", "trimmed-mean", "krum")
+NOISE_MODES = ("local", "distributed")
+COUNTS_COST = 0.1
+"""An owner releases its noisy class counts only when they raise its DP-SGD noise by at
+most this share (at ε 8 they raise it 0.1%, at ε 1 by 9%, on a budget of 0.5 by far more)."""
 
 
 class ConfigError(ValueError):
@@ -122,6 +126,17 @@ class ExperimentConfig:
     class_noise: float = 10.0
     """Standard deviation of the Gaussian noise on each class count an owner releases
     (the counts' L2 sensitivity is 1: one record moves one count by one)."""
+    noise: str = "local"
+    """Where DP-SGD noise is added: local (each owner noises its own update fully; trusts
+    no one) or distributed (one DP-SGD step a round; each owner adds a share and Flower's
+    SecAgg+ reveals only the sum, which carries the full noise while enough honest owners
+    are in it; VAE, every owner every round)."""
+    dropout_margin: float = 0.2
+    """Distributed noise: share of the owners that may drop out of a round; a sum of fewer
+    than the rest is never released (the round is discarded)."""
+    colluders: int = 0
+    """Distributed noise: owners that may collude with the coordinator; their noise shares
+    are not counted on, so every owner adds more."""
 
     @property
     def private(self) -> bool:
@@ -129,8 +144,19 @@ class ExperimentConfig:
         return math.isfinite(self.epsilon)
 
     @property
+    def distributed(self) -> bool:
+        """Whether owners add shares of the noise to a secure sum (one step a round)."""
+        return self.noise == "distributed"
+
+    @property
     def steps_per_round(self) -> int:
-        """DP-SGD steps an owner is asked for each round: local epochs / q, in expectation."""
+        """DP-SGD steps an owner is asked for each round.
+
+        Local noise: local epochs / q, in expectation. Distributed noise: one (the sum
+        of one step's shares is one Gaussian step).
+        """
+        if self.distributed:
+            return 1
         return max(1, round(self.local_epochs / self.sample_rate))
 
     @classmethod
@@ -254,6 +280,7 @@ class ExperimentConfig:
                 _fail(key, getattr(self, key),
                       f"{plain:g} with --client-dp (FedAvgM's un-noised server state would "
                       "escape the client-level noise)")
+        self._validate_noise()
         if self.client_dp != "none":
             for key in ("client_noise", "client_clip"):
                 if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
@@ -262,6 +289,41 @@ class ExperimentConfig:
                 _fail("client_delta", self.client_delta,
                       f"a value in (0, 1/{self.num_clients}) (one over the number of owners)")
         return self
+
+    def _validate_noise(self) -> None:
+        """Distributed noise: what SecAgg+ and a one-step-a-round accounting need."""
+        from privacy.distributed_noise import MAX_OWNERS, survivors
+
+        _allowed("noise", self.noise, NOISE_MODES)
+        if not 0 <= self.dropout_margin < 1:
+            _fail("dropout_margin", self.dropout_margin, "a share in [0, 1)")
+        if not 0 <= self.colluders <= 100_000:
+            _fail("colluders", self.colluders, "an integer in 0..100000")
+        if not self.distributed:
+            return
+        needs = {"private": (self.private, "a finite epsilon (distributed noise is DP noise)"),
+                 "model": (self.model == "vae", "vae (the GAN's generator step is not a "
+                                                 "secure sum)"),
+                 "fraction": (self.fraction == 1.0, "1 (every owner every round: the shares "
+                                                    "are calibrated to the owners in the sum)"),
+                 "client_dp": (self.client_dp == "none", "none with distributed noise"),
+                 "aggregation": (self.aggregation == "fedavg", "fedavg (a secure sum cannot "
+                                                              "be robustly aggregated)")}
+        for key, (ok, allowed) in needs.items():
+            if not ok:
+                value = self.epsilon if key == "private" else getattr(self, key)
+                _fail("epsilon" if key == "private" else key, value,
+                      f"{allowed} with --noise distributed")
+        if not 2 <= self.num_clients <= MAX_OWNERS:
+            _fail("num_clients", self.num_clients,
+                  f"2..{MAX_OWNERS} with --noise distributed (SecAgg+'s modulus)")
+        least = survivors(self.num_clients, self.dropout_margin)
+        if least < 2:
+            _fail("dropout_margin", self.dropout_margin,
+                  f"a share that leaves at least 2 of the {self.num_clients} owners in a sum")
+        if self.colluders >= least:
+            _fail("colluders", self.colluders,
+                  f"fewer than the {least} owners every released sum holds")
 
 
 def proposal_digest(config: ExperimentConfig) -> str:

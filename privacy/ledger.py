@@ -68,8 +68,11 @@ UNHASHED = ("hash", "signature")
 OWNER_CHAIN_FIELDS = ("prev_hash", "hash", "key_id", "signature")
 # Every field an owner's event may hold; anything else in a reply's event is refused
 # (the coordinator's own fields, verdict or clipping, are never the owner's to set).
+# A distributed-noise spend says so, with its trust assumption and share
+# (privacy.distributed_noise); its noise_multiplier is what the whole sum carries.
+DISTRIBUTED_FIELDS = ("noise", "survivors", "colluders", "noise_share", "grid")
 OWNER_FIELDS = frozenset((*EVENT_FIELDS, *REFUSAL_FIELDS, *OWNER_CHAIN_FIELDS, "proposal",
-                          "exhausted", "class_noise", "class_counts"))
+                          "exhausted", "class_noise", "class_counts", *DISTRIBUTED_FIELDS))
 
 
 MAX_CLASSES = 10_000
@@ -115,7 +118,7 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
     for key, kind in (("verdict", str), ("rejection", str), ("owner_entry", dict),
                       ("key_id", str), ("signature", str), ("node_id", int),
                       ("proposal", str), ("exhausted", bool), ("update_norm", float),
-                      ("update_bound", float), ("clipped", bool)):
+                      ("update_bound", float), ("clipped", bool), ("discarded", str)):
         if key in e and not isinstance(e[key], kind):
             bad(f"{key}={e[key]!r} has the wrong type")
     if "verdict" in e and e["verdict"] not in VERDICTS:
@@ -163,6 +166,17 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         if "class_noise" in e:
             number("class_noise", 0, low_open=True)
             _counts(bad, e["class_counts"])
+        if any(k in e for k in DISTRIBUTED_FIELDS):
+            missing = [k for k in DISTRIBUTED_FIELDS if k not in e]
+            if missing or e["noise"] != "distributed":
+                bad(f"a distributed-noise spend needs noise='distributed' and "
+                    f"{', '.join(DISTRIBUTED_FIELDS[1:])}")
+            number("survivors", 2, 10**6, integer=True)
+            number("colluders", 0, e["survivors"] - 1, integer=True)
+            number("noise_share", 0, low_open=True)
+            number("grid", 0, low_open=True)
+            if e["steps"] != 1:
+                bad("a distributed-noise spend is one step")
     elif e["client_id"] is not None:
         bad("a gaussian-aggregate event has client_id null")
 

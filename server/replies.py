@@ -22,6 +22,7 @@ from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
 from genai_models import resolve
 from privacy.accountant import calibrate_noise
+from privacy.distributed_noise import SecureSumPlan
 from privacy.experiment import ExperimentConfig, proposal_digest
 from privacy.ledger import (
     NONPRIVATE,
@@ -78,8 +79,10 @@ class ReplyJudge:
     """Holds what a run has seen (keys, which node speaks for which owner, events) and judges."""
 
     def __init__(self, settings: ExperimentConfig, run_id: int,
-                 owner_keys: dict[int, Ed25519PublicKey] | None):
+                 owner_keys: dict[int, Ed25519PublicKey] | None,
+                 plan: SecureSumPlan | None = None):
         self.settings = settings
+        self.plan = plan  # distributed noise: the public plan every share must follow
         self.run_id = run_id
         self.registered = owner_keys is not None
         self.keys: dict[int, Ed25519PublicKey] = dict(owner_keys or {})
@@ -98,16 +101,18 @@ class ReplyJudge:
         self.key_ids: dict[int, str] = {}  # a resumed run's owners keep their first key
 
     def judge(self, reply: Message, server_round: int,
-              global_arrays: dict[str, torch.Tensor], node: int | None = None) -> Judgement:
+              global_arrays: dict[str, torch.Tensor], node: int | None = None,
+              masked: bool = False) -> Judgement:
         """The verdict on one reply and its ledger line; never raises on the reply's content.
 
         ``node`` is the node the reply speaks for (default its source; the SuperLink's
-        error reply for a vanished node speaks for that node).
+        error reply for a vanished node speaks for that node). ``masked``: the reply's
+        weights went into a secure sum (distributed noise); only its event is judged.
         """
         node = int(reply.metadata.src_node_id) if node is None else node
         base = {"round": server_round, "run_id": self.run_id, "node_id": node}
         try:
-            return self._judge(reply, server_round, global_arrays, base)
+            return self._judge(reply, server_round, global_arrays, base, masked)
         except Rejected as why:
             return Judgement(_rejected(base, self.node_owner.get(node), str(why)), None)
         except Exception as err:  # whatever a crafted reply triggers, the round goes on
@@ -115,7 +120,7 @@ class ReplyJudge:
             return Judgement(_rejected(base, self.node_owner.get(node), why), None)
 
     def _judge(self, reply: Message, server_round: int, global_arrays: dict[str, torch.Tensor],
-               base: dict) -> Judgement:
+               base: dict, masked: bool) -> Judgement:
         node = base["node_id"]
         if reply.has_error():
             raise Rejected(f"the node replied with an error: {_short(reply.error.reason)}")
@@ -135,6 +140,13 @@ class ReplyJudge:
                 "owner_entry": entry}
         try:
             self._check_content(status, entry, reply)
+            if status in UPDATE_STATUSES and masked != self.settings.distributed:
+                raise Rejected("an update in a secure sum under local noise" if masked else
+                               "a distributed-noise update outside the secure sum")
+            if status in UPDATE_STATUSES and masked:
+                if "class_counts" in entry:
+                    self.counted.add(entry["client_id"])
+                return Judgement(line | {"verdict": "accepted"}, status, entry)
             if status in UPDATE_STATUSES:
                 update = _checked_weights(reply, global_arrays)
                 update, bounded = self._bounded(status, entry, update, global_arrays)
@@ -330,6 +342,18 @@ class ReplyJudge:
         if entry["lifetime_epsilon"] > entry["epsilon_budget"] * (1 + 1e-9):
             raise Rejected(f"lifetime epsilon {entry['lifetime_epsilon']:.4f} exceeds the "
                            f"owner's budget {entry['epsilon_budget']}")
+        self._check_noise_mode(entry)
+
+    def _check_noise_mode(self, entry: dict) -> None:
+        """A distributed-noise event follows the public plan exactly; a local one has none."""
+        if self.plan is None:
+            if "noise" in entry:
+                raise Rejected("a distributed-noise event under a local-noise proposal")
+            return
+        bad = self.plan.mismatches(entry)
+        if bad:
+            raise Rejected(f"the event's {', '.join(bad)} differ from the distributed-noise "
+                           "plan of the proposal")
 
 
 def _checked_weights(reply: Message,

@@ -20,7 +20,8 @@ from rich.console import Console
 
 from genai_models import build_model, resolve
 from privacy.atomic import write_text
-from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
+from privacy.distributed_noise import SecureSumPlan, plan_for
+from privacy.experiment import COUNTS_COST, ConfigError, ExperimentConfig, proposal_digest
 from privacy.ledger import Ledger
 from privacy.signing import load_owner_keys
 from server.aggregation import build_strategy
@@ -30,6 +31,7 @@ from server.owner_guard import OwnerGuard, RunState, state_from_ledger
 from server.release import class_shares, release_images, release_table
 from server.replies import ReplyJudge
 from server.run_dir import claim, run_dir_for, unfinished
+from server.secure_round import SecureRound
 
 app = ServerApp()
 console = Console(highlight=False)
@@ -77,8 +79,10 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     base = build_strategy(settings)
     dp_settings = ClientDpSettings.from_experiment(settings)
     owner_dp = ClientLevelGaussian(dp_settings) if dp_settings else None
+    plan = _secure_plan(settings, model)
     judge = ReplyJudge(settings, run_id,
-                       load_owner_keys(settings.owner_keys) if settings.owner_keys else None)
+                       load_owner_keys(settings.owner_keys) if settings.owner_keys else None,
+                       plan)
     ledger = Ledger(run_dir / "ledger.jsonl")
     first = 1
     if resume:
@@ -106,6 +110,10 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
                          "exhausted_nodes": []})
     guard = OwnerGuard(base, judge=judge, ledger=ledger, state=state,
                        fraction=settings.fraction, owner_dp=owner_dp)
+    secure = plan and SecureRound(settings, plan, judge, ledger, state, run_id,
+                                  build_model(settings.model, spec,
+                                              hidden_dim=settings.hidden_dim,
+                                              latent_dim=settings.latent_dim))
     train_config = ConfigRecord({"run-id": run_id})  # fedsynth's, kept across a resume
     timings["setup"] = time.perf_counter() - t0
 
@@ -116,9 +124,15 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
         if not guard.candidates:
             console.print(f"round {server_round}: every owner's budget is spent; stopping")
             break
-        replies = (list(grid.send_and_receive(messages, timeout=settings.round_timeout))
-                   if messages else [])
-        new_arrays, _ = guard.aggregate_train(server_round, replies)
+        if secure:  # distributed noise: one SecAgg+ sum of every candidate's share
+            new_arrays = secure.run(grid, server_round, arrays,
+                                    [int(m.metadata.dst_node_id) for m in messages])
+            trained = secure.accepted
+        else:
+            replies = (list(grid.send_and_receive(messages, timeout=settings.round_timeout))
+                       if messages else [])
+            new_arrays, _ = guard.aggregate_train(server_round, replies)
+            trained = guard.accepted
         if new_arrays is not None:
             arrays = new_arrays
         state.rounds_completed = server_round
@@ -130,7 +144,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
             {"ledger_head": ledger.head, "ledger_lines": len(ledger.entries), "run_id": run_id,
              "exhausted_nodes": sorted(state.exhausted_nodes)},
         )
-        _progress(settings, state, server_round, guard.accepted, time.perf_counter() - t_round)
+        _progress(settings, state, server_round, trained, time.perf_counter() - t_round)
         # Every owner must join the first round; later rounds go on with those still
         # connected, so a node that disappears does not stall the federation.
         base.min_available_nodes = base.min_train_nodes = 1
@@ -152,6 +166,17 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
 
     finish_run(run_dir, settings, state, timings)
     return run_dir
+
+
+def _secure_plan(settings: ExperimentConfig, model: torch.nn.Module) -> SecureSumPlan | None:
+    """Distributed noise: the public plan of the proposal (refused before anyone is asked)."""
+    if not settings.distributed:
+        return None
+    dimension = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    try:
+        return plan_for(settings, dimension, COUNTS_COST)
+    except ValueError as err:  # NoiseTooSmall, or no noise fits the proposal
+        raise ConfigError(f"noise=distributed is not allowed for this proposal: {err}") from None
 
 
 def _same_proposal(settings: ExperimentConfig, run_dir: Path) -> None:

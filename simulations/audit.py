@@ -315,6 +315,45 @@ def _release_findings(entries: list[dict], config: ExperimentConfig, last_round:
     return out
 
 
+def _secure_sum_findings(entries: list[dict], config: ExperimentConfig) -> list[str]:
+    """Distributed noise: every spend follows the public plan, every released sum held enough.
+
+    The plan (survivors, colluders, share, grid, accounted noise) is recomputed from
+    config.toml; each round whose spends the coordinator accepted (it applied their sum)
+    must show at least the survivors the owners' accounting counted on. Under local
+    noise no spend may claim distributed noise.
+    """
+    spends = [(n, e["owner_entry"]) for n, e in enumerate(entries, start=1)
+              if (e.get("owner_entry") or {}).get("mechanism") == "dp-sgd"]
+    if not config.distributed:
+        return [f"ledger.jsonl: line {n}: owner {e['client_id']} claims distributed noise "
+                "under a local-noise proposal" for n, e in spends if "noise" in e]
+    from genai_models import build_model, resolve
+    from privacy.distributed_noise import plan_for
+    from privacy.experiment import COUNTS_COST
+
+    model = build_model(config.model, resolve(config.dataset, config.schema_path)[0],
+                        hidden_dim=config.hidden_dim, latent_dim=config.latent_dim)
+    try:
+        plan = plan_for(config, sum(p.numel() for p in model.parameters()), COUNTS_COST)
+    except ValueError as err:
+        return [f"config.toml: no distributed-noise plan fits it ({err})"]
+    findings = []
+    for n, e in spends:
+        bad = plan.mismatches(e)
+        if bad:
+            findings.append(f"ledger.jsonl: line {n}: owner {e['client_id']}'s {', '.join(bad)} "
+                            "differ from the distributed-noise plan of config.toml")
+    released: dict[int, int] = {}
+    for e in entries:
+        if e.get("verdict") == "accepted" and e["mechanism"] == "dp-sgd":
+            released[e["round"]] = released.get(e["round"], 0) + 1
+    findings += [f"round {r}: a sum of {k} owners was released; the owners counted on at "
+                 f"least {plan.survivors}" for r, k in sorted(released.items())
+                 if k < plan.survivors]
+    return findings
+
+
 def _accepted_findings(event: dict, config: ExperimentConfig) -> list[str]:
     """An update the coordinator counted must come from a DP-SGD event that fits the proposal."""
     if event["mechanism"] == NONPRIVATE:
@@ -440,6 +479,7 @@ def audit_run(run_dir: str | Path, owner_ledgers: str | Path | None = None,
                       *(e["round"] for _, mine in ledgers.values() for e in mine
                         if e["run_id"] in run_ids)])
     findings += _release_findings(entries, config, last_round)
+    findings += _secure_sum_findings(entries, config)
     if report is not None:
         findings += _report_findings(report, entries, owners, config)
     code = _finding_code(owners, findings)

@@ -20,6 +20,7 @@ from privacy.experiment import (
     ACCOUNTANTS,
     AGGREGATIONS,
     CLIENT_DP_MODES,
+    NOISE_MODES,
     OPTIMIZERS,
     PARTITIONS,
     ConfigError,
@@ -35,11 +36,12 @@ SIMULATE_FLAGS = (
     "aggregation", "round-timeout", "server-learning-rate", "server-momentum", "hidden-dim",
     "latent-dim", "partition", "alpha", "holdout", "seed", "synthetic-samples", "client-dp",
     "client-noise", "client-clip", "client-delta", "canaries", "balance", "class-noise",
+    "noise", "dropout-margin", "colluders",
 )
 SWITCHES = ("balance",)  # flags without a value: present means true
 CHOICES = {"model": MODELS, "dataset": DATASETS, "accountant": ACCOUNTANTS,
            "optimizer": OPTIMIZERS, "aggregation": AGGREGATIONS, "partition": PARTITIONS,
-           "client-dp": CLIENT_DP_MODES}
+           "client-dp": CLIENT_DP_MODES, "noise": NOISE_MODES}
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -24,6 +24,19 @@ CLIENT_RELATION = (
 )
 
 
+def _noise_mode(config: ExperimentConfig) -> str:
+    """Where the DP-SGD noise is added, and what the epsilon rests on (said next to it)."""
+    if not config.distributed:
+        return ("local: each owner adds the full noise to its own update (the epsilon "
+                "holds against everyone, the coordinator included)")
+    from privacy.distributed_noise import assumption, survivors
+
+    least = survivors(config.num_clients, config.dropout_margin)
+    return ("distributed: each owner adds a share of the noise and Flower's SecAgg+ reveals "
+            "only the sum, one DP-SGD step a round; the epsilon "
+            + assumption(least, config.colluders))
+
+
 def fedsynth_version() -> str:
     """The installed distribution's version."""
     try:
@@ -101,6 +114,7 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
             "noise": "DP noise and Poisson sampling drawn from OS entropy (unpredictable "
                      "from the configuration); seed governs public randomness only",
             "class_shares": _class_shares(config, state),
+            "noise_mode": _noise_mode(config) if private else None,
         },
         "utility": {},
         "fidelity": {},
@@ -147,6 +161,7 @@ def render_markdown(report: dict, run_dir: Path) -> str:
             f"{p['max_lifetime_epsilon']:.3f} (each owner's own ledger holds every run)",
             f"- neighbouring relation: {p['relation']}",
             f"- noise: {p['noise']}",
+            f"- where the noise is added: {p['noise_mode']}",
         ]
     else:
         lines.append("- privacy: **none** (ε = ∞): the non-private baseline")

@@ -1,0 +1,231 @@
+"""One round of distributed noise on the coordinator: Flower's SecAgg+, judged and ledgered.
+
+Flower's ``SecAggPlusWorkflow`` runs the protocol (setup, key sharing, masked vectors,
+unmasking) on its legacy path; a small legacy strategy gives it the round's
+instructions and takes back the unmasked sum, and a recording grid keeps every
+owner's collect-stage reply, so each signed event is judged and ledgered even when
+the protocol halts. The sum is released (applied to the global model) only when it
+holds at least the plan's survivors and every owner in it is accepted: a masked sum
+cannot be taken apart, so one bad reply discards the round. SecAgg+'s threshold is
+the survivors too, so a sum of fewer owners is never unmasked at all.
+
+The coordinator sees the sum, never an owner's vector: per-owner bounds and robust
+aggregation are impossible here; the released step is clipped to what honest owners'
+vectors can reach (post-processing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
+from flwr.compat.common.recorddict_compat import parameters_to_arrayrecord
+from flwr.server import ServerConfig
+from flwr.server.compat.grid_client_proxy import GridClientProxy
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.strategy import Strategy
+from flwr.server.workflow import SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+from flwr.server.workflow.constant import Key as WorkflowKey
+from rich.console import Console
+
+from client.secure_share import privacy_of_error
+from privacy.distributed_noise import MODULUS_RANGE, QUANTIZATION_RANGE, SUM_BOUND, SecureSumPlan
+from privacy.experiment import ExperimentConfig
+from privacy.ledger import Ledger
+from server.owner_guard import RunState, record
+from server.replies import ReplyJudge
+
+console = Console(highlight=False)
+
+
+class _SumTaker(Strategy):
+    """The legacy strategy SecAgg+ calls: the round's instructions out, the sum back."""
+
+    def __init__(self, fitins: FitIns, nodes: list[int], grid, run_id: int):
+        self.fitins, self.nodes, self.grid, self.run_id = fitins, nodes, grid, run_id
+        self.mean: list[np.ndarray] | None = None
+        self.summed = 0
+
+    def initialize_parameters(self, client_manager):
+        """Unused: the coordinator holds the model."""
+        return None
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        """Every candidate owner, with the round's instructions."""
+        return [(GridClientProxy(n, self.grid, self.run_id), self.fitins) for n in self.nodes]
+
+    def aggregate_fit(self, server_round, results, failures):
+        """Keep SecAgg+'s unmasked mean and how many vectors it holds; update nothing."""
+        if results:
+            self.mean = parameters_to_ndarrays(results[0][1].parameters)
+            self.summed = len(results)
+        return None, {}
+
+    def configure_evaluate(self, server_round, parameters, client_manager):
+        """No federated evaluation."""
+        return []
+
+    def aggregate_evaluate(self, server_round, results, failures):
+        """No federated evaluation."""
+        return None, {}
+
+    def evaluate(self, server_round, parameters):
+        """No federated evaluation."""
+        return None
+
+
+@dataclass
+class _RecordingGrid:
+    """The grid, passed through; keeps the replies to the collect stage (the owners' events)."""
+
+    grid: object
+    collected: list[tuple[int, Message]] = field(default_factory=list)
+
+    def __getattr__(self, name):
+        return getattr(self.grid, name)
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        if any(_stage(m) == Stage.COLLECT_MASKED_VECTORS for m in messages):
+            asked = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in messages}
+            for reply in replies:
+                node = int(reply.metadata.src_node_id)
+                if node not in asked.values():  # the SuperLink's reply for a vanished node
+                    node = asked.get(reply.metadata.reply_to_message_id, node)
+                self.collected.append((node, reply))
+        return replies
+
+
+def _stage(msg: Message):
+    try:
+        return msg.content.config_records[RECORD_KEY_CONFIGS][Key.STAGE]
+    except KeyError:
+        return None
+
+
+@dataclass
+class SecureRound:
+    """Runs distributed-noise rounds for one run (the server optimizer keeps its state)."""
+
+    settings: ExperimentConfig
+    plan: SecureSumPlan
+    judge: ReplyJudge
+    ledger: Ledger
+    state: RunState
+    run_id: int
+    model: torch.nn.Module
+    accepted: int = 0
+    optimizer: torch.optim.Optimizer | None = None
+
+    def __post_init__(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        s = self.settings
+        self.optimizer = torch.optim.Adam(params, lr=s.learning_rate) if s.optimizer == "adam" \
+            else torch.optim.SGD(params, lr=s.learning_rate, momentum=s.server_momentum)
+
+    def workflow(self) -> SecAggPlusWorkflow:
+        """Flower's SecAgg+ with the settings every owner checks before taking part."""
+        return SecAggPlusWorkflow(
+            num_shares=1.0, reconstruction_threshold=self.plan.survivors, max_weight=1.0,
+            clipping_range=self.plan.clipping_range, quantization_range=QUANTIZATION_RANGE,
+            modulus_range=MODULUS_RANGE, timeout=self.settings.round_timeout)
+
+    def run(self, grid, server_round: int, arrays: ArrayRecord,
+            nodes: list[int]) -> ArrayRecord | None:
+        """One secure sum over ``nodes``; the new global weights, or None (round discarded)."""
+        self.accepted = 0
+        weights = arrays.to_torch_state_dict()
+        fitins = FitIns(ndarrays_to_parameters([t.numpy() for t in weights.values()]),
+                        {"server-round": server_round, "run-id": self.run_id})
+        taker = _SumTaker(fitins, nodes, grid, self.run_id)
+        recording = _RecordingGrid(grid)
+        context = LegacyContext(Context(run_id=self.run_id, node_id=0, node_config={},
+                                        state=RecordDict(), run_config={}),
+                                config=ServerConfig(num_rounds=1), strategy=taker)
+        context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord(
+            {WorkflowKey.CURRENT_ROUND: server_round})
+        context.state.array_records[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(
+            fitins.parameters, keep_input=True)
+        try:
+            self.workflow()(recording, context)
+        except Exception as err:  # a reply the protocol cannot read: the round is discarded
+            console.print(f"round {server_round}: SecAgg+ failed ({type(err).__name__})")
+            taker.mean = None
+        judged = [(node, reply, self.judge.judge(_for_judge(reply), server_round, weights,
+                                                 node, masked=True))
+                  for node, reply in recording.collected]
+        in_sum = [j for _, reply, j in judged if not reply.has_error()]
+        why = self._discard_reason(taker, in_sum)
+        for _, _, judgement in judged:
+            if why and judgement.counts:
+                judgement.line = judgement.line | {"verdict": "recorded", "discarded": why}
+            self.ledger.append(judgement.line)
+            record(self.state, judgement, server_round)
+        if why:
+            self.state.rejected.append(f"round {server_round}: discarded: {why}")
+            console.print(f"round {server_round}: discarded ({why})")
+            return None
+        self.accepted = len(in_sum)
+        return self._step(weights, taker.mean, server_round)
+
+    def _discard_reason(self, taker: _SumTaker, in_sum: list) -> str | None:
+        if taker.mean is None:
+            return (f"SecAgg+ did not complete with at least {self.plan.survivors} owners; "
+                    "nothing was unmasked")
+        if taker.summed != len(in_sum) or len(in_sum) < self.plan.survivors:
+            return f"the sum holds {taker.summed} owners; at least {self.plan.survivors} needed"
+        if not all(j.counts for j in in_sum):
+            return "an owner in the sum was rejected (a masked sum cannot be taken apart)"
+        return None
+
+    def _step(self, weights: dict[str, torch.Tensor], mean: list[np.ndarray],
+              server_round: int) -> ArrayRecord | None:
+        """Apply the released mean as the step's gradient, clipped to what honest owners reach."""
+        n = self.accepted
+        flat = torch.cat([torch.from_numpy(np.asarray(a, dtype=np.float64)).reshape(-1)
+                          for a in mean])
+        noise = self.plan.share_std * (math.sqrt(self.plan.dimension) + 10) / math.sqrt(n)
+        bound = SUM_BOUND * self.plan.max_grad_norm + noise
+        norm = float(flat.norm())
+        if not math.isfinite(norm):
+            self.state.rejected.append(f"round {server_round}: the sum is not finite; kept "
+                                       "the model")
+            return None
+        if norm > bound:
+            flat = flat * (bound / norm)
+            self.state.clipped.append(f"round {server_round}: the secure sum's mean: norm "
+                                      f"{norm:.4g} > bound {bound:.4g}")
+        self.model.load_state_dict(weights)
+        start = 0
+        for p in (p for p in self.model.parameters() if p.requires_grad):
+            p.grad = flat[start:start + p.numel()].reshape(p.shape).to(p.dtype)
+            start += p.numel()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return ArrayRecord({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+
+def _for_judge(reply: Message) -> Message:
+    """A collect-stage reply as the judge reads replies: its privacy record, no weights.
+
+    The weights are masked inside the sum; an owner that declined sent its signed
+    record in the error reason instead.
+    """
+    if reply.has_error():
+        privacy = privacy_of_error(reply.error.reason)
+        if privacy is None:
+            return reply
+    else:
+        try:
+            privacy = dict(reply.content.config_records["fitres.metrics"])
+        except KeyError:
+            privacy = {}
+    return Message(content=RecordDict({"privacy": ConfigRecord(privacy)}),
+                   dst_node_id=0, message_type="train")
