@@ -78,20 +78,37 @@ WEIGHT_BOUND = 1e4
 FITINS_CONFIG, FITINS_ARRAYS = "fitins.config", "fitins.parameters"
 
 
-def secure_sum_gate(msg: Message, context: Context, call_next) -> Message:
-    """Messages of a SecAgg+ secure sum go through Flower's mod, after the owner's checks."""
-    if not is_secure_sum(msg):
-        return call_next(msg, context)
-    return run_secure_stage(msg, context, call_next, _secure_plan)
+def _deployed(context: Context) -> tuple[dict, dict]:
+    """A deployed owner's proposal and policy: Flower's run_config and node_config."""
+    return dict(context.run_config), dict(context.node_config)
 
 
-@app.train(mods=[secure_sum_gate])
+def secure_sum_gate(configs=_deployed):
+    """A mod: a SecAgg+ secure sum's messages go through Flower's mod, after the owner's checks.
+
+    ``configs(context)`` gives ``(run_config, node_config)`` (a simulation passes each
+    owner's own).
+    """
+    def gate(msg: Message, context: Context, call_next) -> Message:
+        if not is_secure_sum(msg):
+            return call_next(msg, context)
+        run_config, node_config = configs(context)
+        return run_secure_stage(msg, context, call_next,
+                                lambda: _secure_plan(run_config, node_config, context.node_id))
+    return gate
+
+
+@app.train(mods=[secure_sum_gate()])
 def train(msg: Message, context: Context) -> Message:
     """Entry point for Flower: proposal from ``run_config``, policy from ``node_config``."""
-    run_config, node_config = dict(context.run_config), dict(context.node_config)
+    return handle_train(msg, context, *_deployed(context))
+
+
+def handle_train(msg: Message, context: Context, run_config: dict, node_config: dict) -> Message:
+    """One train message: a plain round, or the collect stage of a secure sum."""
     if FITINS_CONFIG not in msg.content.config_records:
         return train_round(msg, context, run_config, node_config)
-    # The collect stage of a secure sum: Flower's legacy layout in and out.
+    # Flower's legacy layout in and out (what SecAgg+'s workflow and mod speak).
     fitins = msg.content
     msg.content = RecordDict({"config": fitins.config_records[FITINS_CONFIG],
                               "arrays": fitins.array_records[FITINS_ARRAYS]})
@@ -253,10 +270,10 @@ def _plan(policy: OwnerPolicy, p: ExperimentConfig) -> SecureSumPlan:
     return plan_for(p, dimension, COUNTS_COST)
 
 
-def _secure_plan(context: Context) -> SecureSumPlan:
+def _secure_plan(run_config: dict, node_config: dict, node_id: int) -> SecureSumPlan:
     """The plan a secure sum's setup is checked against (raises on a bad proposal)."""
-    policy = OwnerPolicy.from_node_config(dict(context.node_config), context.node_id)
-    proposal = ExperimentConfig.parse(dict(context.run_config), "run_config")
+    policy = OwnerPolicy.from_node_config(node_config, node_id)
+    proposal = ExperimentConfig.parse(run_config, "run_config")
     if not proposal.distributed:
         raise ValueError("a secure sum was asked under a proposal without distributed noise")
     return _plan(policy, proposal)
@@ -501,6 +518,7 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
     counts = {"class_noise": p.class_noise,
               "class_counts": _noisy_counts(data.y, spec.num_classes, p.class_noise)} \
         if counts_step else {}
+    arrays = ArrayRecord(shares)  # built before the spend is written: nothing fails after it
     event = ledger.append({
         "round": request.server_round, "client_id": cid, "run_id": request.run_id,
         "proposal": request.digest, "mechanism": "dp-sgd", "noise_multiplier": sigma,
@@ -512,7 +530,7 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
     })
     status = "trained-exhausted" if exhausted else "trained"
     content = RecordDict({"privacy": ConfigRecord(_signed(status, event, ledger)),
-                          "arrays": ArrayRecord([torch.from_numpy(a) for a in shares])})
+                          "arrays": arrays})
     return Message(content=content, reply_to=msg)
 
 

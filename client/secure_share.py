@@ -125,11 +125,11 @@ def is_secure_sum(msg: Message) -> bool:
 def run_secure_stage(msg: Message, context: Context, call_next, plan_of) -> Message:
     """Flower's ``secaggplus_mod`` around ``call_next``, gated by the owner's checks.
 
-    ``plan_of(context)`` gives the plan of the proposal in ``context.run_config``.
+    ``plan_of()`` gives the plan of the owner's proposal (raising when there is none).
     """
     configs = msg.content.config_records[RECORD_KEY_CONFIGS]
     if configs.get(Key.STAGE) == Stage.SETUP:
-        check_setup(configs, plan_of(context))
+        check_setup(configs, plan_of())
     try:
         return secaggplus_mod(msg, context, call_next)
     except Declined as declined:

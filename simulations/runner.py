@@ -18,7 +18,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from client.client_app import train_round
+from client.client_app import handle_train, secure_sum_gate
 from privacy.experiment import ConfigError, ExperimentConfig
 from privacy.policy import OwnerPolicy
 from privacy.signing import Signer
@@ -42,6 +42,10 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     from flwr.simulation import run_simulation
 
+    from simulations.message_delivery import deliver_only_to_waiting_nodes
+
+    deliver_only_to_waiting_nodes()
+
     config = _register_owner_keys(config, policies)
     run_config = config.to_run_config()
     run_id = resume_run_id if resume_run_id is not None else secrets.randbits(63)
@@ -60,10 +64,13 @@ def simulate(config: ExperimentConfig, policies: list[OwnerPolicy], *,
 
     client_app = ClientApp()
 
-    @client_app.train()
-    def _train(msg: Message, context: Context) -> Message:
+    def configs(context: Context) -> tuple[dict, dict]:
         owner = policies[int(context.node_config["partition-id"])]
-        return train_round(msg, context, run_config, owner.to_node_config())
+        return run_config, owner.to_node_config()
+
+    @client_app.train(mods=[secure_sum_gate(configs)])
+    def _train(msg: Message, context: Context) -> Message:
+        return handle_train(msg, context, *configs(context))
 
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.ERROR)

@@ -1,0 +1,89 @@
+"""`--noise distributed` end to end: real Flower Simulation Engine, real SecAgg+, real Opacus.
+
+Tiny (3 owners, 2 rounds, a small model). One run where every owner is in every sum,
+one where an owner cannot take part and the sum of the two others is never released.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from simulations.accounting import recompute_epsilon
+
+TINY = ["--num-clients", "3", "--rounds", "2", "--seed", "1", "--noise", "distributed",
+        "--sample-rate", "0.5"]
+
+
+def _simulate(tmp_path, *extra):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "run"
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("hidden-dim = 32\nlatent-dim = 4\nsynthetic-samples = 200\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulations.cli", "simulate", "--config", str(cfg), *TINY,
+         *extra, "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def _lines(out):
+    return [json.loads(x) for x in (out / "ledger.jsonl").read_text().splitlines()]
+
+
+def _audit(out):
+    return subprocess.run([sys.executable, "-m", "simulations.cli", "audit", str(out)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def secure_run(tmp_path_factory):
+    return _simulate(tmp_path_factory.mktemp("secure"), "--dropout-margin", "0.34")
+
+
+def test_every_round_is_one_secure_sum_of_signed_shares(secure_run):
+    out, stdout = secure_run
+    lines = _lines(out)
+    assert len(lines) == 6 and {e["verdict"] for e in lines} == {"accepted"}
+    for e in lines:  # one step each, the plan's noise, the trust assumption stated
+        assert e["steps"] == 1 and e["noise"] == "distributed" and e["survivors"] == 2
+        assert e["colluders"] == 0 and e["owner_entry"]["noise_share"] == e["noise_share"]
+        assert "update_norm" not in e  # the coordinator never saw an owner's update
+    report = json.loads((out / "report.json").read_text())
+    assert "SecAgg+" in report["privacy"]["noise_mode"]
+    assert "at least 2 owners" in report["privacy"]["noise_mode"]
+    assert "SecAgg+" in (out / "report.md").read_text()
+    for c in report["privacy"]["per_client"]:
+        events = [e for e in lines if e["client_id"] == c["client_id"]]
+        assert c["epsilon"] == pytest.approx(recompute_epsilon(events, delta=1e-5,
+                                                               method="rdp"), rel=0.01)
+        assert c["epsilon"] <= 8.0
+    first = torch.load(out / "checkpoints" / "round-000.pt", weights_only=False)["model"]
+    last = torch.load(out / "checkpoints" / "round-002.pt", weights_only=False)["model"]
+    assert any(not torch.equal(first[k], last[k]) for k in first)  # the sums were applied
+    proc = _audit(out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_sum_of_fewer_owners_than_promised_is_never_released(tmp_path):
+    # Owner 2's own budget cannot take a step: it declines, and the two others are
+    # fewer than the 3 every sum must hold (no dropout margin). SecAgg+ halts.
+    out, stdout = _simulate(tmp_path, "--dropout-margin", "0", "--budgets", "2=0.01",
+                            "--rounds", "1")
+    lines = _lines(out)
+    declined = [e for e in lines if e["client_id"] == 2]
+    assert len(declined) == 1 and declined[0]["mechanism"] == "none"
+    # The two others spent (their shares left them) but their sum was never unmasked.
+    spent = [e for e in lines if e["mechanism"] == "dp-sgd"]
+    assert sorted(e["client_id"] for e in spent) == [0, 1]
+    assert all(e["verdict"] == "recorded" and "SecAgg+" in e["discarded"] for e in spent)
+    first = torch.load(out / "checkpoints" / "round-000.pt", weights_only=False)["model"]
+    last = torch.load(out / "checkpoints" / "round-001.pt", weights_only=False)["model"]
+    assert all(torch.equal(first[k], last[k]) for k in first)  # nothing was released
+    assert "discarded" in stdout
+    proc = _audit(out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
