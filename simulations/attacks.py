@@ -31,18 +31,35 @@ def empirical_epsilon(members: np.ndarray, nonmembers: np.ndarray, delta: float)
     """Largest epsilon lower bound over thresholds "score >= t means member" (and its mirror).
 
     For (ε, δ)-DP every test satisfies TPR <= e^ε FPR + δ; with TPR bounded below and
-    FPR above at 95% confidence, ε >= log((TPR_lo - δ) / FPR_hi).
+    FPR above at 95% confidence, ε >= log((TPR_lo - δ) / FPR_hi). Every threshold at
+    once (counts by binary search, bounds by vectorised beta quantiles): linear-log in
+    the number of records, so a release judged against 10^5 records takes seconds.
     """
+    members, nonmembers = np.asarray(members), np.asarray(nonmembers)
     m, n = len(members), len(nonmembers)
+    t = np.unique(np.concatenate([members, nonmembers]))
+    tp = m - np.searchsorted(np.sort(members), t, side="left")
+    fp = n - np.searchsorted(np.sort(nonmembers), t, side="left")
     best = 0.0
-    for t in np.unique(np.concatenate([members, nonmembers])):
-        tp, fp = int((members >= t).sum()), int((nonmembers >= t).sum())
-        for k_pos, n_pos, k_neg, n_neg in ((tp, m, fp, n), (n - fp, n, m - tp, m)):
-            pos_lo, _ = clopper_pearson(k_pos, n_pos)
-            _, neg_hi = clopper_pearson(k_neg, n_neg)
-            if pos_lo > delta and neg_hi > 0:
-                best = max(best, math.log((pos_lo - delta) / neg_hi))
+    for k_pos, n_pos, k_neg, n_neg in ((tp, m, fp, n), (n - fp, n, m - tp, m)):
+        pos_lo = _lower(k_pos, n_pos)
+        neg_hi = _upper(k_neg, n_neg)
+        ok = (pos_lo > delta) & (neg_hi > 0)
+        if ok.any():
+            best = max(best, float(np.log((pos_lo[ok] - delta) / neg_hi[ok]).max()))
     return best
+
+
+def _lower(k: np.ndarray, n: int, alpha: float = 0.05) -> np.ndarray:
+    """Clopper-Pearson lower bounds of k successes in n, for an array of k."""
+    safe = np.maximum(k, 1)
+    return np.where(k == 0, 0.0, beta.ppf(alpha / 2, safe, n - safe + 1))
+
+
+def _upper(k: np.ndarray, n: int, alpha: float = 0.05) -> np.ndarray:
+    """Clopper-Pearson upper bounds of k successes in n, for an array of k."""
+    safe = np.minimum(k, n - 1)
+    return np.where(k == n, 1.0, beta.ppf(1 - alpha / 2, safe + 1, n - safe))
 
 
 def attack_metrics(members: np.ndarray, nonmembers: np.ndarray, delta: float) -> dict:
