@@ -24,10 +24,14 @@ from opacus.optimizers.optimizer import _generate_noise
 
 from client.dataset import LabelledData
 from client.linear_clipping import LinearClipper
-from privacy.distributed_noise import MODULUS_RANGE, QUANTIZATION_RANGE, SUM_BOUND, SecureSumPlan
+from privacy.distributed_noise import (
+    MODULUS_RANGE,
+    QUANTIZATION_RANGE,
+    REFUSAL_MARK,
+    SUM_BOUND,
+    SecureSumPlan,
+)
 
-REFUSAL_MARK = "fedsynth-privacy:"
-"""Prefix of an error reason that carries an owner's signed privacy record (JSON)."""
 ERROR_CODE = 0  # flwr's ErrorCode.UNKNOWN: the owner declined; the reason says how
 
 
@@ -104,17 +108,6 @@ def declined_reply(msg: Message, privacy: dict) -> Message:
     """An error reply whose reason carries the owner's signed privacy record."""
     return Message(Error(code=ERROR_CODE, reason=REFUSAL_MARK + json.dumps(privacy)),
                    reply_to=msg)
-
-
-def privacy_of_error(reason: str) -> dict | None:
-    """The privacy record an error reason carries, or None."""
-    if not isinstance(reason, str) or not reason.startswith(REFUSAL_MARK):
-        return None
-    try:
-        record = json.loads(reason[len(REFUSAL_MARK):])
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def is_secure_sum(msg: Message) -> bool:

@@ -28,6 +28,7 @@ so owners, coordinator and auditor derive the same numbers.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -43,6 +44,10 @@ TAIL = 20.0
 """Noise draws up to this many standard deviations fit the clipping range."""
 MIN_STEPS = 1000.0
 """The noise share must span at least this many grid steps (s/Δ)."""
+REFUSAL_MARK = "fedsynth-privacy:"
+"""An owner that declines inside a secure sum leaves it (a reply without a masked
+vector would count as noise that is not there); its signed privacy record (JSON)
+travels as the error reply's reason, after this prefix."""
 
 
 class NoiseTooSmall(ValueError):
@@ -167,3 +172,14 @@ def plan_for(settings, dimension: int, counts_cost: float) -> SecureSumPlan:
         survivors=survivors(settings.num_clients, settings.dropout_margin),
         colluders=settings.colluders, max_grad_norm=settings.max_grad_norm,
         batch_size=settings.batch_size, dimension=dimension).check()
+
+
+def privacy_of_error(reason: str) -> dict | None:
+    """The signed privacy record an owner's error reason carries, or None."""
+    if not isinstance(reason, str) or not reason.startswith(REFUSAL_MARK):
+        return None
+    try:
+        record = json.loads(reason[len(REFUSAL_MARK):])
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None

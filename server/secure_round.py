@@ -34,8 +34,13 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from rich.console import Console
 
-from client.secure_share import privacy_of_error
-from privacy.distributed_noise import MODULUS_RANGE, QUANTIZATION_RANGE, SUM_BOUND, SecureSumPlan
+from privacy.distributed_noise import (
+    MODULUS_RANGE,
+    QUANTIZATION_RANGE,
+    SUM_BOUND,
+    SecureSumPlan,
+    privacy_of_error,
+)
 from privacy.experiment import ExperimentConfig
 from privacy.ledger import Ledger
 from server.owner_guard import RunState, record

@@ -10,8 +10,6 @@ beside the theoretical epsilon.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from scipy.stats import beta

@@ -11,7 +11,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import Key
 
 from client.dataset import LabelledData
 from client.linear_clipping import LinearClipper
-from client.secure_share import check_setup, noisy_share, privacy_of_error
+from client.secure_share import check_setup, noisy_share
 from genai_models import build_model, resolve
 from privacy.distributed_noise import (
     MODULUS_RANGE,
@@ -19,6 +19,7 @@ from privacy.distributed_noise import (
     NoiseTooSmall,
     SecureSumPlan,
     plan_for,
+    privacy_of_error,
     public_noise,
     survivors,
 )
