@@ -39,7 +39,13 @@ from client.dataset import (
 )
 from client.dp_training import entropy_generator, train_nonprivate, train_private
 from client.gan_training import train_nonprivate_gan, train_private_gan
-from client.secure_share import Declined, is_secure_sum, noisy_share, run_secure_stage
+from client.secure_share import (
+    SESSION,
+    Declined,
+    is_secure_sum,
+    noisy_share,
+    run_secure_stage,
+)
 from genai_models import build_model, resolve
 from genai_models.cgan import ConditionalGAN
 from privacy.accountant import (
@@ -112,7 +118,12 @@ def handle_train(msg: Message, context: Context, run_config: dict, node_config: 
     fitins = msg.content
     msg.content = RecordDict({"config": fitins.config_records[FITINS_CONFIG],
                               "arrays": fitins.array_records[FITINS_ARRAYS]})
-    reply = train_round(msg, context, run_config, node_config, secure=True)
+    # Secure only inside Flower's mod after the gate's checks; a message merely shaped
+    # like a secure sum's is a plain one, and a distributed proposal refuses it.
+    secure = SESSION.get() is not None
+    reply = train_round(msg, context, run_config, node_config, secure=secure)
+    if not secure:  # refused (or, under local noise, a plain round): nothing to mask
+        return reply
     privacy = dict(reply.content["privacy"])
     if "arrays" not in reply.content:
         raise Declined(privacy)
@@ -276,7 +287,18 @@ def _secure_plan(run_config: dict, node_config: dict, node_id: int) -> SecureSum
     proposal = ExperimentConfig.parse(run_config, "run_config")
     if not proposal.distributed:
         raise ValueError("a secure sum was asked under a proposal without distributed noise")
+    _check_distributed_policy(policy, proposal)
     return _plan(policy, proposal)
+
+
+def _check_distributed_policy(policy: OwnerPolicy, p: ExperimentConfig) -> None:
+    """An owner takes part in distributed noise only when its own policy says so."""
+    if not policy.allow_distributed:
+        raise Refusal("distributed noise was proposed; this owner's policy adds its full "
+                      "noise itself (allow-distributed is off)")
+    if p.colluders < policy.max_colluders_assumed:
+        raise Refusal(f"the proposal tolerates {p.colluders} colluding owners; this owner "
+                      f"insists on {policy.max_colluders_assumed}")
 
 
 def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):
@@ -376,6 +398,8 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     if p.private and p.delta > policy.max_delta:
         raise Refusal(f"delta={p.delta:g} was proposed; this owner accepts at most "
                       f"{policy.max_delta:g}")
+    if p.distributed:
+        _check_distributed_policy(policy, p)
     if p.distributed != request.secure:  # a share sent in the clear would carry a fraction
         # of the noise; a secure sum of full local training is no mechanism fedsynth accounts
         raise Refusal("distributed noise is sent only into a SecAgg+ secure sum, and a "
@@ -526,7 +550,8 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
         "delta": delta, "accountant": acc,
         "epsilon": epsilon_of(run, accountant=acc, delta=delta),
         "lifetime_epsilon": epsilon_of(lifetime, accountant=acc, delta=delta),
-        "epsilon_budget": budget, "exhausted": exhausted, **plan.ledger_fields(), **counts,
+        "epsilon_budget": budget, "exhausted": exhausted, **plan.ledger_fields(),
+        **(SESSION.get() or {}), **counts,
     })
     status = "trained-exhausted" if exhausted else "trained"
     content = RecordDict({"privacy": ConfigRecord(_signed(status, event, ledger)),

@@ -2,24 +2,42 @@
 
 :func:`noisy_share` computes what the owner hands to Flower's SecAgg+ in one round
 (see :mod:`privacy.distributed_noise` for the mechanism and its accounting).
-:func:`secure_sum_mod` runs Flower's ``secaggplus_mod`` for the messages of a secure
-sum, after checking that the coordinator's SecAgg+ settings are the ones the owner's
-accounting assumes (threshold, clipping range, quantisation, modulus, weight, every
-owner a neighbour): other settings would let fewer owners' noise be revealed, or
-re-round the owner's values. A refusal inside a secure sum leaves the sum (a reply
-without a masked vector would count as an owner whose noise is in it) and travels
-as the error reply's reason instead.
+:func:`run_secure_stage` runs Flower's ``secaggplus_mod`` for a secure sum's messages
+behind the owner's own checks, stage by stage: at setup, the settings its accounting
+assumes (threshold, clipping range, quantisation, modulus, weight, every owner a
+neighbour, at most the proposal's owners, a threshold that is a majority beyond the
+colluders); at collect, one collect per setup and key shares that Flower's mod would
+accept, checked *before* the owner trains and spends; at unmask, lists in which no
+owner is both alive and dead, this owner is alive, every owner is known and enough are
+alive. Only inside the mod, after those checks, does the owner compute a share
+(:data:`SESSION`): a message merely shaped like a secure sum's gets none. A refusal
+inside a secure sum leaves the sum (a reply without a masked vector would count as an
+owner whose noise is in it) and travels as the error reply's reason instead.
+
+Not covered (stated in the README): SecAgg+'s public keys are not bound to the owners'
+signing keys, so a coordinator that invents participants (colluders beyond the stated
+number) can unmask a real owner's share; Flower's SecAgg+ is secure against an
+honest-but-curious coordinator.
 """
 
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 
 import numpy as np
 import torch
 from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.client.mod import secaggplus_mod
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
+from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState
+from flwr.common.secure_aggregation.crypto.symmetric_encryption import decrypt
+from flwr.common.secure_aggregation.secaggplus_constants import (
+    RECORD_KEY_CONFIGS,
+    RECORD_KEY_STATE,
+    Key,
+    Stage,
+)
+from flwr.common.secure_aggregation.secaggplus_utils import share_keys_plaintext_separate
 from opacus.optimizers.optimizer import _generate_noise
 
 from client.dataset import LabelledData
@@ -33,6 +51,11 @@ from privacy.distributed_noise import (
 )
 
 ERROR_CODE = 0  # flwr's ErrorCode.UNKNOWN: the owner declined; the reason says how
+GATE_RECORD = "fedsynth-secure-gate"
+"""The owner's own note of the current secure sum (in the node's context state)."""
+SESSION: ContextVar[dict | None] = ContextVar("fedsynth_secure_session", default=None)
+"""Set only while Flower's mod runs the owner's training in a checked collect stage:
+what the owner saw at setup (participants, threshold), signed into its spend."""
 
 
 def noisy_share(model: torch.nn.Module, data: LabelledData, plan: SecureSumPlan, *,
@@ -81,19 +104,78 @@ def expected_settings(plan: SecureSumPlan) -> dict:
 
 
 def check_setup(configs: ConfigRecord, plan: SecureSumPlan) -> None:
-    """Raise ValueError unless the coordinator's SecAgg+ setup is what the plan assumes."""
+    """Raise ValueError unless the coordinator's SecAgg+ setup is what the plan assumes.
+
+    Besides the values that make Flower's quantisation exact: every owner a neighbour,
+    at most the proposal's owners in the sum, and a threshold of at least the survivors
+    that is also a majority beyond the colluders, so that no two disjoint groups of
+    honest owners can each hand over enough shares to unmask one owner alone.
+    """
     for key, value in expected_settings(plan).items():
         if configs.get(key) != value:
             raise ValueError(f"SecAgg+ {key}={configs.get(key)!r}; this owner's accounting "
                              f"needs {value!r}")
     samples, shares = configs.get(Key.SAMPLE_NUMBER), configs.get(Key.SHARE_NUMBER)
+    threshold = configs.get(Key.THRESHOLD)
+    if not all(isinstance(v, int) and not isinstance(v, bool)
+               for v in (samples, shares, threshold)):
+        raise ValueError("SecAgg+ sample number, share number and threshold must be integers")
     if shares != samples:
         raise ValueError(f"SecAgg+ shares each key among {shares} of {samples} owners; every "
                          "owner must be a neighbour")
-    if not isinstance(configs.get(Key.THRESHOLD), int) or \
-            configs.get(Key.THRESHOLD) < plan.survivors:
-        raise ValueError(f"SecAgg+ threshold {configs.get(Key.THRESHOLD)!r} is below the "
-                         f"{plan.survivors} owners every released sum must hold")
+    if not 2 <= samples <= plan.owners:
+        raise ValueError(f"SecAgg+ sums {samples} participants; the proposal has "
+                         f"{plan.owners} owners")
+    if threshold < plan.survivors or 2 * threshold <= samples + plan.colluders:
+        raise ValueError(f"SecAgg+ threshold {threshold} is below the {plan.survivors} owners "
+                         f"every released sum must hold, or no majority of {samples} "
+                         f"participants beyond {plan.colluders} colluders")
+
+
+def _flower_state(context: Context) -> SecAggPlusState:
+    record = context.state.config_records.get(RECORD_KEY_STATE)
+    if record is None:
+        raise ValueError("no SecAgg+ setup precedes this stage")
+    return SecAggPlusState(**record)
+
+
+def check_collect(configs: ConfigRecord, context: Context, plan: SecureSumPlan) -> None:
+    """Before any spend: the forwarded key shares are enough, from distinct neighbours, to me.
+
+    Flower's mod checks them only after the owner has trained (and spent); a failure
+    there would spend for nothing, again and again.
+    """
+    state = _flower_state(context)
+    if state.current_stage != Stage.SHARE_KEYS:
+        raise ValueError(f"a collect stage after {state.current_stage!r}, not after share-keys")
+    srcs, texts = configs.get(Key.SOURCE_LIST), configs.get(Key.CIPHERTEXT_LIST)
+    if not isinstance(srcs, list) or not isinstance(texts, list) or len(srcs) != len(texts):
+        raise ValueError("the forwarded key shares are malformed")
+    if len(set(srcs)) != len(srcs) or len(srcs) + 1 < max(state.threshold, plan.survivors):
+        raise ValueError(f"{len(srcs)} distinct key shares forwarded; at least "
+                         f"{max(state.threshold, plan.survivors) - 1} are needed")
+    for src, text in zip(srcs, texts, strict=True):
+        if src not in state.ss2_dict:
+            raise ValueError(f"a key share from {src}, not a neighbour of this owner")
+        actual, dst, _, _ = share_keys_plaintext_separate(decrypt(state.ss2_dict[src], text))
+        if actual != src or dst != state.nid:
+            raise ValueError(f"a key share claiming {src} -> {dst} came from {actual}")
+
+
+def check_unmask(configs: ConfigRecord, context: Context, plan: SecureSumPlan) -> None:
+    """The unmask lists are consistent: no owner both alive and dead, enough alive, all known."""
+    state = _flower_state(context)
+    active, dead = configs.get(Key.ACTIVE_NODE_ID_LIST), configs.get(Key.DEAD_NODE_ID_LIST)
+    if not isinstance(active, list) or not isinstance(dead, list):
+        raise ValueError("the unmask lists are malformed")
+    known = set(state.public_keys_dict)
+    if len(set(active)) != len(active) or len(set(dead)) != len(dead) or set(active) & set(dead):
+        raise ValueError("an owner is listed twice, or both alive and dead")
+    if not set(active) | set(dead) <= known or state.nid not in active:
+        raise ValueError("the unmask lists name owners this owner holds no key of, or call "
+                         "this owner dead")
+    if len(active) < plan.survivors:
+        raise ValueError(f"{len(active)} owners alive; the sum must hold {plan.survivors}")
 
 
 class Declined(Exception):
@@ -118,13 +200,38 @@ def is_secure_sum(msg: Message) -> bool:
 def run_secure_stage(msg: Message, context: Context, call_next, plan_of) -> Message:
     """Flower's ``secaggplus_mod`` around ``call_next``, gated by the owner's checks.
 
-    ``plan_of()`` gives the plan of the owner's proposal (raising when there is none).
+    ``plan_of()`` gives the plan of the owner's proposal (raising when there is none,
+    or when the owner's policy does not take part). Each setup allows one collect
+    stage: the gate marks it used before the owner trains. Only inside Flower's mod,
+    after these checks, may the owner compute a share (:data:`SESSION`).
     """
     configs = msg.content.config_records[RECORD_KEY_CONFIGS]
-    if configs.get(Key.STAGE) == Stage.SETUP:
-        check_setup(configs, plan_of())
+    stage = configs.get(Key.STAGE)
+    plan = plan_of()
+    gate = dict(context.state.config_records.get(GATE_RECORD, {}))
+    if stage == Stage.SETUP:
+        check_setup(configs, plan)
+        gate = {"collected": False, "participants": configs[Key.SAMPLE_NUMBER],
+                "threshold": configs[Key.THRESHOLD]}
+    elif stage == Stage.COLLECT_MASKED_VECTORS:
+        if gate.get("collected", True):
+            raise ValueError("a second collect stage without a new setup")
+        check_collect(configs, context, plan)
+        gate["collected"] = True
+    elif stage == Stage.UNMASK:
+        check_unmask(configs, context, plan)
+    context.state.config_records[GATE_RECORD] = ConfigRecord(gate)
+    session = {"secagg_participants": gate.get("participants"),
+               "secagg_threshold": gate.get("threshold")}
+
+    def inside(inner: Message, ctxt: Context) -> Message:
+        token = SESSION.set(session)
+        try:
+            return call_next(inner, ctxt)
+        finally:
+            SESSION.reset(token)
+
     try:
-        return secaggplus_mod(msg, context, call_next)
+        return secaggplus_mod(msg, context, inside)
     except Declined as declined:
         return declined_reply(msg, declined.privacy)
-

@@ -68,6 +68,8 @@ class SecureSumPlan:
     batch_size: int
     dimension: int
     """Number of model parameters (the length of each owner's vector)."""
+    owners: int
+    """Owners the proposal names: no secure sum may hold more participants."""
 
     @property
     def honest(self) -> int:
@@ -122,6 +124,17 @@ class SecureSumPlan:
                 out.append(key)
         return out
 
+    def session_findings(self, entry: dict) -> list[str]:
+        """What an owner signed about the SecAgg+ session it joined, against this plan."""
+        n, t = entry.get("secagg_participants"), entry.get("secagg_threshold")
+        if not isinstance(n, int) or not isinstance(t, int):
+            return ["no SecAgg+ session (participants, threshold) is signed"]
+        if n > self.owners or t < self.survivors or 2 * t <= n + self.colluders:
+            return [f"SecAgg+ held {n} participants at threshold {t}; the plan needs at most "
+                    f"{self.owners}, a threshold of {self.survivors} or more, and a majority "
+                    f"beyond {self.colluders} colluders"]
+        return []
+
     def ledger_fields(self) -> dict:
         """What an owner's spend line states about the mechanism and its trust assumption."""
         return {"noise": "distributed", "survivors": self.survivors,
@@ -171,7 +184,8 @@ def plan_for(settings, dimension: int, counts_cost: float) -> SecureSumPlan:
         noise_multiplier=sigma,
         survivors=survivors(settings.num_clients, settings.dropout_margin),
         colluders=settings.colluders, max_grad_norm=settings.max_grad_norm,
-        batch_size=settings.batch_size, dimension=dimension).check()
+        batch_size=settings.batch_size, dimension=dimension,
+        owners=settings.num_clients).check()
 
 
 def privacy_of_error(reason: str) -> dict | None:

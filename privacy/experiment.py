@@ -321,9 +321,12 @@ class ExperimentConfig:
         if least < 2:
             _fail("dropout_margin", self.dropout_margin,
                   f"a share that leaves at least 2 of the {self.num_clients} owners in a sum")
-        if self.colluders >= least:
-            _fail("colluders", self.colluders,
-                  f"fewer than the {least} owners every released sum holds")
+        if 2 * least <= self.num_clients + self.colluders:
+            _fail("dropout_margin" if self.colluders == 0 else "colluders",
+                  self.dropout_margin if self.colluders == 0 else self.colluders,
+                  f"values that leave the {least} owners every sum must hold a majority of "
+                  f"the {self.num_clients} owners beyond {self.colluders} colluders (else two "
+                  "disjoint groups could each unmask one owner's share)")
 
 
 def proposal_digest(config: ExperimentConfig) -> str:

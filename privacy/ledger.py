@@ -71,8 +71,11 @@ OWNER_CHAIN_FIELDS = ("prev_hash", "hash", "key_id", "signature")
 # A distributed-noise spend says so, with its trust assumption and share
 # (privacy.distributed_noise); its noise_multiplier is what the whole sum carries.
 DISTRIBUTED_FIELDS = ("noise", "survivors", "colluders", "noise_share", "grid")
+SESSION_FIELDS = ("secagg_participants", "secagg_threshold")
+"""What a distributed-noise owner saw at SecAgg+'s setup, signed into its spend."""
 OWNER_FIELDS = frozenset((*EVENT_FIELDS, *REFUSAL_FIELDS, *OWNER_CHAIN_FIELDS, "proposal",
-                          "exhausted", "class_noise", "class_counts", *DISTRIBUTED_FIELDS))
+                          "exhausted", "class_noise", "class_counts", *DISTRIBUTED_FIELDS,
+                          *SESSION_FIELDS))
 
 
 MAX_CLASSES = 10_000
@@ -177,6 +180,8 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
             number("grid", 0, low_open=True)
             if e["steps"] != 1:
                 bad("a distributed-noise spend is one step")
+            for key in SESSION_FIELDS:
+                number(key, 0, 10**6, integer=True)
     elif e["client_id"] is not None:
         bad("a gaussian-aggregate event has client_id null")
 

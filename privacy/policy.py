@@ -29,6 +29,8 @@ NODE_KEYS = {
     "epsilon-budget": "float",
     "max-delta": "float",
     "allow-nonprivate": "bool",
+    "allow-distributed": "bool",
+    "max-colluders-assumed": "int",
     "ledger-path": "str",
     "data-path": "str",
     "schema-path": "str",
@@ -53,6 +55,13 @@ class OwnerPolicy:
     """The largest delta this owner accepts."""
     allow_nonprivate: bool
     """Whether this owner trains without DP when the coordinator proposes epsilon = inf."""
+    allow_distributed: bool
+    """Whether this owner adds only a share of the noise to a SecAgg+ secure sum (its
+    guarantee then rests on the other owners' shares and an honest-but-curious
+    coordinator); off by default: an owner adds its full noise unless it opts in."""
+    max_colluders_assumed: int
+    """Under distributed noise, the fewest colluding owners this owner insists the
+    proposal tolerates (0: it accepts the coordinator's ``colluders``)."""
     ledger_path: str
     """The owner's own hash-chained ledger: the source of truth for its spend."""
     data_path: str
@@ -94,6 +103,8 @@ class OwnerPolicy:
             epsilon_budget=values.get("epsilon-budget", DEFAULT_EPSILON_BUDGET),
             max_delta=values.get("max-delta", DEFAULT_MAX_DELTA),
             allow_nonprivate=values.get("allow-nonprivate", False),
+            allow_distributed=values.get("allow-distributed", False),
+            max_colluders_assumed=values.get("max-colluders-assumed", 0),
             ledger_path=str(Path(ledger_path).expanduser().resolve()),
             data_path=str(Path(data_path).expanduser().resolve()) if data_path else "",
             schema_path=values.get("schema-path", ""),
@@ -112,6 +123,9 @@ class OwnerPolicy:
                   "a finite number > 0 (non-private training is allow-nonprivate=true)")
         if not 0 < self.max_delta < 1:
             _fail("max-delta", self.max_delta, "a number in (0, 1)")
+        if not 0 <= self.max_colluders_assumed <= 100_000:
+            _fail("max-colluders-assumed", self.max_colluders_assumed,
+                  "an integer in 0..100000")
         if self.num_partitions is not None and not 0 <= self.partition_id < self.num_partitions:
             _fail("partition-id", self.partition_id, f"an integer in 0..{self.num_partitions - 1}")
         return self
@@ -123,6 +137,8 @@ class OwnerPolicy:
             "epsilon-budget": self.epsilon_budget,
             "max-delta": self.max_delta,
             "allow-nonprivate": self.allow_nonprivate,
+            "allow-distributed": self.allow_distributed,
+            "max-colluders-assumed": self.max_colluders_assumed,
             "ledger-path": self.ledger_path,
             "data-path": self.data_path,
             "schema-path": self.schema_path,

@@ -354,6 +354,8 @@ class ReplyJudge:
         if bad:
             raise Rejected(f"the event's {', '.join(bad)} differ from the distributed-noise "
                            "plan of the proposal")
+        for why in self.plan.session_findings(entry):
+            raise Rejected(why)
 
 
 def _checked_weights(reply: Message,

@@ -344,6 +344,8 @@ def _secure_sum_findings(entries: list[dict], config: ExperimentConfig) -> list[
         if bad:
             findings.append(f"ledger.jsonl: line {n}: owner {e['client_id']}'s {', '.join(bad)} "
                             "differ from the distributed-noise plan of config.toml")
+        findings += [f"ledger.jsonl: line {n}: owner {e['client_id']}: {why}"
+                     for why in plan.session_findings(e)]
     released: dict[int, int] = {}
     for e in entries:
         if e.get("verdict") == "accepted" and e["mechanism"] == "dp-sgd":

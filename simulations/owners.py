@@ -83,6 +83,9 @@ def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
             "epsilon-budget": budget,
             "max-delta": config.delta,
             "allow-nonprivate": not config.private,
+            # The user speaks for every simulated owner: asking for distributed noise
+            # is opting them in (a deployed owner opts in in its own node_config).
+            "allow-distributed": config.distributed,
             "ledger-path": str(ledger_dir / f"client-{i}.jsonl"),
             "signing-key": str(ledger_dir / f"owner-{i}.key"),
             "data-path": config.data_path,

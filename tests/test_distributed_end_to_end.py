@@ -52,6 +52,7 @@ def test_every_round_is_one_secure_sum_of_signed_shares(secure_run):
     for e in lines:  # one step each, the plan's noise, the trust assumption stated
         assert e["steps"] == 1 and e["noise"] == "distributed" and e["survivors"] == 2
         assert e["colluders"] == 0 and e["owner_entry"]["noise_share"] == e["noise_share"]
+        assert e["secagg_participants"] == 3 and e["secagg_threshold"] == 2
         assert "update_norm" not in e  # the coordinator never saw an owner's update
     report = json.loads((out / "report.json").read_text())
     assert "SecAgg+" in report["privacy"]["noise_mode"]

@@ -31,10 +31,11 @@ def _model():
     return build_model("vae", resolve("digits")[0], hidden_dim=16, latent_dim=2)
 
 
-def _plan(model, sigma=2.0, survivors_=3, colluders=0):
+def _plan(model, sigma=2.0, survivors_=3, colluders=0, owners=5):
     return SecureSumPlan(noise_multiplier=sigma, survivors=survivors_, colluders=colluders,
                          max_grad_norm=1.0, batch_size=16,
-                         dimension=sum(p.numel() for p in model.parameters())).check()
+                         dimension=sum(p.numel() for p in model.parameters()),
+                         owners=owners).check()
 
 
 def _data(n=40):
@@ -45,7 +46,7 @@ def _data(n=40):
 
 
 def test_the_sum_of_honest_shares_carries_the_accounted_noise():
-    plan = _plan(_model(), sigma=2.0, survivors_=5, colluders=1)
+    plan = _plan(_model(), sigma=2.0, survivors_=5, colluders=1, owners=6)
     # 4 honest shares of std s: std s·2 per coordinate, sensitivity C/B + Δ√d.
     assert math.isclose(plan.share_std * math.sqrt(4) / plan.sensitivity, 2.0)
     assert plan.sensitivity > 1.0 / 16  # the rounding is charged, not ignored
@@ -83,7 +84,8 @@ def test_a_share_lies_on_the_grid_and_flower_quantises_it_exactly():
 def test_the_signal_is_the_clipped_sum_divided_by_the_public_batch_size():
     model, data = _model(), _data(8)
     tiny = SecureSumPlan(noise_multiplier=1e-3, survivors=2, colluders=0, max_grad_norm=1.0,
-                         batch_size=16, dimension=sum(p.numel() for p in model.parameters()))
+                         batch_size=16, dimension=sum(p.numel() for p in model.parameters()),
+                         owners=3)
     share = np.concatenate([a.ravel() for a in noisy_share(
         model, data, tiny, sample_rate=1.0, generator=torch.Generator().manual_seed(3))])
     # The same pass by hand: the generator draws the Poisson mask, then the VAE's noise.
@@ -100,16 +102,20 @@ def test_the_signal_is_the_clipped_sum_divided_by_the_public_batch_size():
 
 
 def test_the_owner_refuses_secagg_settings_its_accounting_does_not_assume():
-    plan = _plan(_model(), survivors_=3)
+    plan = _plan(_model(), survivors_=3, colluders=1, owners=5)
     good = {Key.CLIPPING_RANGE: plan.clipping_range, Key.TARGET_RANGE: QUANTIZATION_RANGE,
             Key.MOD_RANGE: MODULUS_RANGE, Key.MAX_WEIGHT: 1.0, Key.SAMPLE_NUMBER: 4,
             Key.SHARE_NUMBER: 4, Key.THRESHOLD: 3}
     check_setup(ConfigRecord(good), plan)
-    for key, value, why in ((Key.THRESHOLD, 2, "threshold"), (Key.SHARE_NUMBER, 3, "neighbour"),
-                            (Key.CLIPPING_RANGE, 2 * plan.clipping_range, "clipping"),
-                            (Key.TARGET_RANGE, 2**22, "target"), (Key.MAX_WEIGHT, 5.0, "weight")):
+    for change, why in (({Key.THRESHOLD: 2}, "threshold"), ({Key.SHARE_NUMBER: 3}, "neighbour"),
+                        ({Key.CLIPPING_RANGE: 2 * plan.clipping_range}, "clipping"),
+                        ({Key.TARGET_RANGE: 2**22}, "target"), ({Key.MAX_WEIGHT: 5.0}, "weight"),
+                        # more participants than owners, or a threshold that is no majority
+                        ({Key.SAMPLE_NUMBER: 6, Key.SHARE_NUMBER: 6}, "participants"),
+                        ({Key.SAMPLE_NUMBER: 5, Key.SHARE_NUMBER: 5}, "majority"),
+                        ({Key.THRESHOLD: 3.0}, "integers")):
         with pytest.raises(ValueError, match=why):
-            check_setup(ConfigRecord({**good, key: value}), plan)
+            check_setup(ConfigRecord({**good, **change}), plan)
 
 
 def test_a_refusal_travels_in_the_error_reason_only_when_marked():
@@ -128,6 +134,8 @@ def test_the_proposal_is_checked_before_anyone_is_asked():
                      ({"epsilon": "inf"}, "epsilon"), ({"colluders": 4}, "colluders"),
                      ({"num-clients": 300}, "num-clients"),
                      ({"num-clients": 2, "dropout-margin": 0.5}, "dropout-margin"),
+                     ({"num-clients": 10, "dropout-margin": 0.5}, "dropout-margin"),
+                     ({"num-clients": 10, "colluders": 6}, "colluders"),
                      ({"aggregation": "median", "server-momentum": 0.0}, "aggregation")):
         with pytest.raises(ConfigError, match=key):
             ExperimentConfig.parse({"noise": "distributed", "num-clients": 5, **bad}, "t")

@@ -1,0 +1,177 @@
+"""The owner's gate around Flower's SecAgg+ mod, against a coordinator that bends the protocol.
+
+Three real owners (the ClientApp with its mods, Flower's own ``secaggplus_mod``) and a
+coordinator played by hand, stage by stage, as in Flower's workflow.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
+from flwr.supercore.primitives.asymmetric import generate_key_pairs, public_key_to_bytes
+from flwr.supercore.task_identity import TaskIdentity
+
+from client.client_app import _plan, app
+from genai_models import build_model, resolve
+from privacy.distributed_noise import MODULUS_RANGE, QUANTIZATION_RANGE, privacy_of_error
+from privacy.experiment import ExperimentConfig
+from privacy.policy import OwnerPolicy
+
+NODES = (1, 2, 3)
+
+
+@pytest.fixture()
+def federation(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDSYNTH_HOME", str(tmp_path))
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 99, 0, 1
+    proposal = ExperimentConfig.parse(
+        {"noise": "distributed", "num-clients": 3, "rounds": 2, "seed": 1, "sample-rate": 0.5,
+         "hidden-dim": 32, "latent-dim": 4, "dropout-margin": 0.34}, "test")
+
+    def node(n, **policy):
+        return {"client-id": n - 1, "partition-id": n - 1, "num-partitions": 3,
+                "epsilon-budget": 8.0, "max-delta": 1e-5, "allow-distributed": True,
+                "ledger-path": str(tmp_path / f"client-{n - 1}.jsonl"), **policy}
+
+    contexts = {n: Context(run_id=99, node_id=n, node_config=node(n), state=RecordDict(),
+                           run_config=proposal.to_run_config()) for n in NODES}
+    model = build_model("vae", resolve("digits")[0], hidden_dim=32, latent_dim=4)
+    plan = _plan(OwnerPolicy.from_node_config(node(1)), proposal)
+    return contexts, model, plan, tmp_path, node
+
+
+def _send(contexts, n, cfg, content=None):
+    content = content or RecordDict()
+    content.config_records[RECORD_KEY_CONFIGS] = ConfigRecord(cfg)
+    return app(Message(content=content, dst_node_id=n, message_type="train"), contexts[n])
+
+
+def _fitins(model, server_round):
+    return RecordDict({
+        "fitins.config": ConfigRecord({"server-round": server_round, "run-id": 7}),
+        "fitins.parameters": ArrayRecord([t.detach().numpy().copy()
+                                          for t in model.state_dict().values()])})
+
+
+def _setup(plan, samples=3, threshold=None):
+    return {Key.STAGE: Stage.SETUP, Key.SAMPLE_NUMBER: samples, Key.SHARE_NUMBER: samples,
+            Key.THRESHOLD: threshold or plan.survivors, Key.CLIPPING_RANGE: plan.clipping_range,
+            Key.TARGET_RANGE: QUANTIZATION_RANGE, Key.MOD_RANGE: MODULUS_RANGE,
+            Key.MAX_WEIGHT: 1.0}
+
+
+def _spends(folder, owner=0):
+    path = folder / f"client-{owner}.jsonl"
+    if not path.exists():
+        return []
+    return [e for e in map(json.loads, path.read_text().splitlines())
+            if e["mechanism"] == "dp-sgd"]
+
+
+def _through_collect(contexts, model, plan):
+    """Setup, share keys and collect for every owner, as Flower's workflow does."""
+    keys = {}
+    for n in NODES:
+        reply = _send(contexts, n, _setup(plan)).content.config_records[RECORD_KEY_CONFIGS]
+        keys[n] = [reply[Key.PUBLIC_KEY_1], reply[Key.PUBLIC_KEY_2]]
+    forward = {n: ([], []) for n in NODES}
+    for n in NODES:
+        reply = _send(contexts, n, {Key.STAGE: Stage.SHARE_KEYS,
+                                    **{str(k): v for k, v in keys.items()}})
+        cfg = reply.content.config_records[RECORD_KEY_CONFIGS]
+        for dst, text in zip(cfg[Key.DESTINATION_LIST], cfg[Key.CIPHERTEXT_LIST], strict=True):
+            forward[dst][0].append(text)
+            forward[dst][1].append(n)
+    for n in NODES:
+        reply = _send(contexts, n, {Key.STAGE: Stage.COLLECT_MASKED_VECTORS,
+                                    Key.CIPHERTEXT_LIST: forward[n][0],
+                                    Key.SOURCE_LIST: forward[n][1]}, _fitins(model, 1))
+        assert not reply.has_error(), reply.error.reason
+        # the share left only masked: Flower's mod cleared the plain arrays
+        assert len(reply.content.array_records.get("fitres.parameters", {})) == 0
+        assert Key.MASKED_PARAMETERS in reply.content.config_records[RECORD_KEY_CONFIGS]
+    return forward
+
+
+def test_a_message_shaped_like_a_secure_sum_gets_no_share(federation):
+    contexts, model, _, folder, _ = federation
+    reply = app(Message(content=_fitins(model, 1), dst_node_id=1, message_type="train"),
+                contexts[1])
+    assert "fitres.parameters" not in reply.content.array_records
+    assert "arrays" not in reply.content
+    assert dict(reply.content["privacy"])["status"] == "refused"
+    assert _spends(folder) == []
+
+
+def test_an_honest_sum_spends_once_and_signs_the_session(federation):
+    contexts, model, plan, folder, _ = federation
+    _through_collect(contexts, model, plan)
+    spends = _spends(folder)
+    assert len(spends) == 1 and spends[0]["noise"] == "distributed"
+    assert spends[0]["secagg_participants"] == 3
+    assert spends[0]["secagg_threshold"] == plan.survivors
+    # an honest unmask request is answered
+    reply = _send(contexts, 1, {Key.STAGE: Stage.UNMASK, Key.ACTIVE_NODE_ID_LIST: list(NODES),
+                                Key.DEAD_NODE_ID_LIST: []})
+    assert not reply.has_error()
+
+
+@pytest.mark.parametrize("active, dead", [
+    ([1, 2, 3], [3]),  # alive and dead at once: both of owner 3's secrets would be handed over
+    ([1, 2], [1]),     # this owner called dead
+    ([1], [2, 3]),     # fewer alive than every sum must hold
+    ([1, 2, 9], []),   # an owner no key was ever received of
+])
+def test_inconsistent_unmask_lists_are_refused(federation, active, dead):
+    contexts, model, plan, _, _ = federation
+    _through_collect(contexts, model, plan)
+    with pytest.raises(ValueError):
+        _send(contexts, 1, {Key.STAGE: Stage.UNMASK, Key.ACTIVE_NODE_ID_LIST: active,
+                            Key.DEAD_NODE_ID_LIST: dead})
+
+
+def test_a_collect_that_would_fail_after_training_spends_nothing(federation):
+    contexts, model, plan, folder, _ = federation
+    keys = _send(contexts, 1, _setup(plan, samples=2)).content.config_records[RECORD_KEY_CONFIGS]
+    fake = [public_key_to_bytes(generate_key_pairs()[1]) for _ in range(2)]
+    _send(contexts, 1, {Key.STAGE: Stage.SHARE_KEYS,
+                        "1": [keys[Key.PUBLIC_KEY_1], keys[Key.PUBLIC_KEY_2]], "2": fake})
+    for server_round in (1, 2):  # no key shares forwarded: the mod would raise after the spend
+        with pytest.raises(ValueError):
+            _send(contexts, 1, {Key.STAGE: Stage.COLLECT_MASKED_VECTORS, Key.CIPHERTEXT_LIST: [],
+                                Key.SOURCE_LIST: []}, _fitins(model, server_round))
+    assert _spends(folder) == []
+
+
+def test_an_owner_that_has_not_opted_in_takes_no_part(federation):
+    contexts, model, plan, folder, node = federation
+    contexts[1].node_config = node(1, **{"allow-distributed": False})
+    with pytest.raises(Exception, match="allow-distributed"):
+        _send(contexts, 1, _setup(plan))
+    assert not (folder / "client-0.jsonl").exists()
+
+
+def test_a_declining_owner_leaves_the_sum_with_its_signed_record(federation):
+    contexts, model, plan, folder, node = federation
+    contexts[1].node_config = node(1, **{"epsilon-budget": 0.05})
+    keys = {}
+    for n in NODES:
+        reply = _send(contexts, n, _setup(plan)).content.config_records[RECORD_KEY_CONFIGS]
+        keys[n] = [reply[Key.PUBLIC_KEY_1], reply[Key.PUBLIC_KEY_2]]
+    forward = {n: ([], []) for n in NODES}
+    for n in NODES:
+        cfg = _send(contexts, n, {Key.STAGE: Stage.SHARE_KEYS, **{str(k): v for k, v in
+                                                                 keys.items()}}
+                    ).content.config_records[RECORD_KEY_CONFIGS]
+        for dst, text in zip(cfg[Key.DESTINATION_LIST], cfg[Key.CIPHERTEXT_LIST], strict=True):
+            forward[dst][0].append(text)
+            forward[dst][1].append(n)
+    reply = _send(contexts, 1, {Key.STAGE: Stage.COLLECT_MASKED_VECTORS,
+                                Key.CIPHERTEXT_LIST: forward[1][0],
+                                Key.SOURCE_LIST: forward[1][1]}, _fitins(model, 1))
+    assert reply.has_error()
+    record = privacy_of_error(reply.error.reason)
+    assert record["status"] == "exhausted" and "entry" in record
+    assert _spends(folder) == [] and np.isfinite(plan.share_std)
