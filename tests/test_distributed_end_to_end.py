@@ -12,23 +12,13 @@ import pytest
 import torch
 
 from simulations.accounting import recompute_epsilon
+from tests.test_end_to_end import _simulate as simulate_tiny
 
-TINY = ["--num-clients", "3", "--rounds", "2", "--seed", "1", "--noise", "distributed",
-        "--sample-rate", "0.5"]
+DISTRIBUTED = ("--noise", "distributed", "--sample-rate", "0.5")
 
 
 def _simulate(tmp_path, *extra):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    out = tmp_path / "run"
-    cfg = tmp_path / "tiny.toml"
-    cfg.write_text("hidden-dim = 32\nlatent-dim = 4\nsynthetic-samples = 200\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "simulations.cli", "simulate", "--config", str(cfg), *TINY,
-         *extra, "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out, proc.stdout
+    return simulate_tiny(tmp_path, *DISTRIBUTED, *extra)
 
 
 def _lines(out):
