@@ -324,6 +324,9 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
         table.add_row("lifetime ε per owner (max)", f"{p['max_lifetime_epsilon']:.3f}")
         table.add_row("proposed ε this run, δ", f"{p['epsilon_proposed']}, {p['delta']:g}")
         table.add_row("owners exhausted", str(sum(c["exhausted"] for c in p["per_client"])))
+        if (p.get("noise_mode") or "").startswith("distributed"):
+            table.add_row("noise", "distributed: SecAgg+ sums (ε assumes enough honest "
+                                   "owners in each; see report.md)")
     else:
         table.add_row("privacy", "none (ε = ∞)")
     if p["client_level"] and p["client_level"]["epsilon"] is not None:

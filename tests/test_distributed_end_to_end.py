@@ -1,7 +1,8 @@
 """`--noise distributed` end to end: real Flower Simulation Engine, real SecAgg+, real Opacus.
 
 Tiny (3 owners, 2 rounds, a small model). One run where every owner is in every sum,
-one where an owner cannot take part and the sum of the two others is never released.
+and (a fault scenario, ``make test-faults``) one where an owner cannot take part and the
+sum of the two others is never released.
 """
 
 import json
@@ -60,6 +61,7 @@ def test_every_round_is_one_secure_sum_of_signed_shares(secure_run):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.faults
 def test_a_sum_of_fewer_owners_than_promised_is_never_released(tmp_path):
     # Owner 2's own budget cannot take a step: it declines, and the two others are
     # fewer than the 3 every sum must hold (no dropout margin). SecAgg+ halts.
