@@ -28,9 +28,13 @@ from contextvars import ContextVar
 import numpy as np
 import torch
 from flwr.app import ConfigRecord, Context, Error, Message
+from flwr.app.message_type import MessageType
 from flwr.client.mod import secaggplus_mod
 from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState
-from flwr.common.secure_aggregation.crypto.symmetric_encryption import decrypt
+from flwr.common.secure_aggregation.crypto.symmetric_encryption import (
+    decrypt,
+    generate_shared_key,
+)
 from flwr.common.secure_aggregation.secaggplus_constants import (
     RECORD_KEY_CONFIGS,
     RECORD_KEY_STATE,
@@ -38,6 +42,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import (
     Stage,
 )
 from flwr.common.secure_aggregation.secaggplus_utils import share_keys_plaintext_separate
+from flwr.supercore.primitives.asymmetric import bytes_to_private_key, bytes_to_public_key
 from opacus.optimizers.optimizer import _generate_noise
 
 from client.dataset import LabelledData
@@ -112,13 +117,12 @@ def check_setup(configs: ConfigRecord, plan: SecureSumPlan) -> None:
     honest owners can each hand over enough shares to unmask one owner alone.
     """
     for key, value in expected_settings(plan).items():
-        if configs.get(key) != value:
-            raise ValueError(f"SecAgg+ {key}={configs.get(key)!r}; this owner's accounting "
-                             f"needs {value!r}")
+        got = configs.get(key)  # of the exact type too: Flower's mod refuses any other
+        if type(got) is not type(value) or got != value:
+            raise ValueError(f"SecAgg+ {key}={got!r}; this owner's accounting needs {value!r}")
     samples, shares = configs.get(Key.SAMPLE_NUMBER), configs.get(Key.SHARE_NUMBER)
     threshold = configs.get(Key.THRESHOLD)
-    if not all(isinstance(v, int) and not isinstance(v, bool)
-               for v in (samples, shares, threshold)):
+    if not all(type(v) is int for v in (samples, shares, threshold)):
         raise ValueError("SecAgg+ sample number, share number and threshold must be integers")
     if shares != samples:
         raise ValueError(f"SecAgg+ shares each key among {shares} of {samples} owners; every "
@@ -126,6 +130,8 @@ def check_setup(configs: ConfigRecord, plan: SecureSumPlan) -> None:
     if not 2 <= samples <= plan.owners:
         raise ValueError(f"SecAgg+ sums {samples} participants; the proposal has "
                          f"{plan.owners} owners")
+    if threshold > samples:
+        raise ValueError(f"SecAgg+ threshold {threshold} exceeds its {samples} participants")
     if threshold < plan.survivors or 2 * threshold <= samples + plan.colluders:
         raise ValueError(f"SecAgg+ threshold {threshold} is below the {plan.survivors} owners "
                          f"every released sum must hold, or no majority of {samples} "
@@ -154,28 +160,42 @@ def check_collect(configs: ConfigRecord, context: Context, plan: SecureSumPlan) 
     if len(set(srcs)) != len(srcs) or len(srcs) + 1 < max(state.threshold, plan.survivors):
         raise ValueError(f"{len(srcs)} distinct key shares forwarded; at least "
                          f"{max(state.threshold, plan.survivors) - 1} are needed")
+    own = bytes_to_private_key(state.sk1)
     for src, text in zip(srcs, texts, strict=True):
-        if src not in state.ss2_dict:
+        if src not in state.ss2_dict or src not in state.public_keys_dict:
             raise ValueError(f"a key share from {src}, not a neighbour of this owner")
         actual, dst, _, _ = share_keys_plaintext_separate(decrypt(state.ss2_dict[src], text))
         if actual != src or dst != state.nid:
             raise ValueError(f"a key share claiming {src} -> {dst} came from {actual}")
+        # the pairwise mask needs the source's first key: a bad one would fail after the spend
+        generate_shared_key(own, bytes_to_public_key(state.public_keys_dict[src][0]))
 
 
 def check_unmask(configs: ConfigRecord, context: Context, plan: SecureSumPlan) -> None:
-    """The unmask lists are consistent: no owner both alive and dead, enough alive, all known."""
+    """Only private-mask shares of owners whose key shares this owner holds, enough of them.
+
+    A dead list is refused outright: handing over an owner's pairwise key lets a
+    coordinator that sends each owner a different list (or forwarded few key shares)
+    strip one owner's masks and read its share alone. Without it, any sum the
+    coordinator can unmask holds every honest owner whose pairwise masks touch it, at
+    least ``survivors - colluders`` of them; an owner lost between key sharing and
+    collection makes the round unrecoverable (it is discarded, not released).
+    """
     state = _flower_state(context)
+    if state.current_stage != Stage.COLLECT_MASKED_VECTORS:
+        raise ValueError(f"an unmask stage after {state.current_stage!r}, not after collect")
     active, dead = configs.get(Key.ACTIVE_NODE_ID_LIST), configs.get(Key.DEAD_NODE_ID_LIST)
     if not isinstance(active, list) or not isinstance(dead, list):
         raise ValueError("the unmask lists are malformed")
-    known = set(state.public_keys_dict)
-    if len(set(active)) != len(active) or len(set(dead)) != len(dead) or set(active) & set(dead):
-        raise ValueError("an owner is listed twice, or both alive and dead")
-    if not set(active) | set(dead) <= known or state.nid not in active:
-        raise ValueError("the unmask lists name owners this owner holds no key of, or call "
-                         "this owner dead")
-    if len(active) < plan.survivors:
-        raise ValueError(f"{len(active)} owners alive; the sum must hold {plan.survivors}")
+    if dead:
+        raise ValueError("an unmask stage with owners listed dead: this owner hands over no "
+                         "pairwise key (the round is discarded)")
+    if len(set(active)) != len(active) or not set(active) <= set(state.rd_seed_share_dict):
+        raise ValueError("the unmask list repeats owners or names one whose share this owner "
+                         "does not hold")
+    if state.nid not in active or len(active) < plan.survivors:
+        raise ValueError(f"{len(active)} owners alive (this one among them?); the sum must "
+                         f"hold {plan.survivors}")
 
 
 class Declined(Exception):
@@ -201,30 +221,43 @@ def run_secure_stage(msg: Message, context: Context, call_next, plan_of) -> Mess
     """Flower's ``secaggplus_mod`` around ``call_next``, gated by the owner's checks.
 
     ``plan_of()`` gives the plan of the owner's proposal (raising when there is none,
-    or when the owner's policy does not take part). Each setup allows one collect
-    stage: the gate marks it used before the owner trains. Only inside Flower's mod,
-    after these checks, may the owner compute a share (:data:`SESSION`).
+    or when the owner's policy does not take part). Every stage is checked; each setup
+    allows one collect and one unmask, in that order. Only in a checked collect stage,
+    inside Flower's mod, may the owner compute a share (:data:`SESSION`, holding the
+    session as Flower's own saved state records it).
     """
+    if msg.metadata.message_type != MessageType.TRAIN:  # Flower's mod would pass it through
+        raise ValueError(f"a secure sum's message of type {msg.metadata.message_type!r}")
     configs = msg.content.config_records[RECORD_KEY_CONFIGS]
     stage = configs.get(Key.STAGE)
     plan = plan_of()
     gate = dict(context.state.config_records.get(GATE_RECORD, {}))
+    session = None
     if stage == Stage.SETUP:
         check_setup(configs, plan)
-        gate = {"collected": False, "participants": configs[Key.SAMPLE_NUMBER],
-                "threshold": configs[Key.THRESHOLD]}
+        gate = {"setup": False}  # until Flower's mod has taken this setup
+    elif stage == Stage.SHARE_KEYS:
+        if not gate.get("setup"):
+            raise ValueError("share keys without a setup this owner accepted")
     elif stage == Stage.COLLECT_MASKED_VECTORS:
-        if gate.get("collected", True):
-            raise ValueError("a second collect stage without a new setup")
+        if not gate.get("setup") or gate.get("collected", True):
+            raise ValueError("a collect stage without a fresh setup")
         check_collect(configs, context, plan)
-        gate["collected"] = True
+        gate["collected"] = True  # before the owner trains: one collect per setup
+        state = _flower_state(context)
+        session = {"secagg_participants": state.sample_num, "secagg_threshold": state.threshold}
     elif stage == Stage.UNMASK:
+        if not gate.get("collected") or gate.get("unmasked"):
+            raise ValueError("an unmask stage without a collect, or a second one")
         check_unmask(configs, context, plan)
+        gate["unmasked"] = True
+    else:
+        raise ValueError(f"unknown SecAgg+ stage {stage!r}")
     context.state.config_records[GATE_RECORD] = ConfigRecord(gate)
-    session = {"secagg_participants": gate.get("participants"),
-               "secagg_threshold": gate.get("threshold")}
 
     def inside(inner: Message, ctxt: Context) -> Message:
+        if session is None:  # only a checked collect stage trains
+            raise ValueError("training asked outside a secure sum's collect stage")
         token = SESSION.set(session)
         try:
             return call_next(inner, ctxt)
@@ -232,6 +265,10 @@ def run_secure_stage(msg: Message, context: Context, call_next, plan_of) -> Mess
             SESSION.reset(token)
 
     try:
-        return secaggplus_mod(msg, context, inside)
+        reply = secaggplus_mod(msg, context, inside)
     except Declined as declined:
         return declined_reply(msg, declined.privacy)
+    if stage == Stage.SETUP:  # Flower's mod took it: its session is the one now checked
+        context.state.config_records[GATE_RECORD] = ConfigRecord(
+            {"setup": True, "collected": False})
+    return reply

@@ -181,6 +181,8 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
             if e["steps"] != 1:
                 bad("a distributed-noise spend is one step")
             for key in SESSION_FIELDS:
+                if key not in e:
+                    bad(f"a distributed-noise spend needs {key}")
                 number(key, 0, 10**6, integer=True)
     elif e["client_id"] is not None:
         bad("a gaussian-aggregate event has client_id null")
@@ -310,6 +312,9 @@ class Ledger:
         entry["hash"] = entry_hash(entry)
         if self.signer is not None:
             entry["signature"] = self.signer.sign(entry["hash"])
+        if self.pin is not None:  # an owner's ledger: a line its own reader would refuse
+            # is never written (it would stop the owner for good at the next open)
+            check_entry(self.path, len(self.entries) + 1, entry)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

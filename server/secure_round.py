@@ -165,7 +165,7 @@ class SecureRound:
             taker.mean = None
         judged = [(node, reply, self.judge.judge(_for_judge(reply), server_round, weights,
                                                  node, masked=True))
-                  for node, reply in recording.collected]
+                  for node, reply in recording.collected]  # judge never raises
         in_sum = [j for _, reply, j in judged if not reply.has_error()]
         why = self._discard_reason(taker, in_sum)
         for _, _, judgement in judged:
@@ -223,14 +223,14 @@ def _for_judge(reply: Message) -> Message:
     The weights are masked inside the sum; an owner that declined sent its signed
     record in the error reason instead.
     """
-    if reply.has_error():
-        privacy = privacy_of_error(reply.error.reason)
-        if privacy is None:
-            return reply
-    else:
-        try:
+    try:
+        if reply.has_error():
+            privacy = privacy_of_error(reply.error.reason)
+            if privacy is None:
+                return reply
+        else:
             privacy = dict(reply.content.config_records["fitres.metrics"])
-        except KeyError:
-            privacy = {}
-    return Message(content=RecordDict({"privacy": ConfigRecord(privacy)}),
-                   dst_node_id=0, message_type="train")
+        return Message(content=RecordDict({"privacy": ConfigRecord(privacy)}),
+                       dst_node_id=0, message_type="train")
+    except Exception:  # values a ConfigRecord cannot hold, no metrics: judged as unreadable
+        return Message(content=RecordDict(), dst_node_id=0, message_type="train")

@@ -41,10 +41,10 @@ def federation(tmp_path, monkeypatch):
     return contexts, model, plan, tmp_path, node
 
 
-def _send(contexts, n, cfg, content=None):
+def _send(contexts, n, cfg, content=None, message_type="train"):
     content = content or RecordDict()
     content.config_records[RECORD_KEY_CONFIGS] = ConfigRecord(cfg)
-    return app(Message(content=content, dst_node_id=n, message_type="train"), contexts[n])
+    return app(Message(content=content, dst_node_id=n, message_type=message_type), contexts[n])
 
 
 def _fitins(model, server_round):
@@ -129,6 +129,7 @@ def test_an_honest_sum_spends_once_and_signs_the_session(federation):
 
 @pytest.mark.parametrize("active, dead", [
     ([1, 2, 3], [3]),  # alive and dead at once: both of owner 3's secrets would be handed over
+    ([1, 2], [3]),     # any dead list: a pairwise key handed over strips an owner's masks
     ([1, 2], [1]),     # this owner called dead
     ([1], [2, 3]),     # fewer alive than every sum must hold
     ([1, 2, 9], []),   # an owner no key was ever received of
@@ -170,3 +171,52 @@ def test_a_declining_owner_leaves_the_sum_with_its_signed_record(federation):
     record = privacy_of_error(reply.error.reason)
     assert record["status"] == "exhausted" and "entry" in record
     assert _spends(folder) == []
+
+
+def test_a_secure_sum_message_of_another_type_is_refused(federation):
+    # Flower's mod passes any type but "train" straight on: the gate must not.
+    contexts, model, plan, folder, _ = federation
+    _send(contexts, 1, _setup(plan))
+    with pytest.raises(ValueError, match="type"):
+        _send(contexts, 1, {Key.STAGE: Stage.SHARE_KEYS}, _fitins(model, 1),
+              message_type="train.default")
+    assert _spends(folder) == []
+
+
+def test_a_neighbour_key_that_would_fail_the_mask_is_caught_before_the_spend(federation):
+    contexts, model, plan, folder, _ = federation
+    keys = {}
+    for n in NODES:
+        reply = _send(contexts, n, _setup(plan)).content.config_records[RECORD_KEY_CONFIGS]
+        keys[n] = [reply[Key.PUBLIC_KEY_1], reply[Key.PUBLIC_KEY_2]]
+    forward = {n: ([], []) for n in NODES}
+    for n in NODES:
+        view = {str(k): v for k, v in keys.items()}
+        if n == 1:
+            view["2"] = [b"not a key", keys[2][1]]
+        cfg = _send(contexts, n, {Key.STAGE: Stage.SHARE_KEYS, **view}
+                    ).content.config_records[RECORD_KEY_CONFIGS]
+        for dst, text in zip(cfg[Key.DESTINATION_LIST], cfg[Key.CIPHERTEXT_LIST], strict=True):
+            forward[dst][0].append(text)
+            forward[dst][1].append(n)
+    with pytest.raises(ValueError):
+        _collect(contexts, model, forward, 1)
+    assert _spends(folder) == []
+
+
+@pytest.mark.parametrize("reason", ['fedsynth-privacy:{"status": null}',
+                                    'fedsynth-privacy:{"status": {"a": 1}}',
+                                    'fedsynth-privacy:{"x": [1, "a"]}'])
+def test_a_crafted_declined_record_is_rejected_not_raised(reason):
+    from flwr.app import Error
+
+    from privacy.experiment import ExperimentConfig
+    from server.replies import ReplyJudge
+    from server.secure_round import _for_judge
+
+    settings = ExperimentConfig.parse({"noise": "distributed", "num-clients": 3,
+                                       "dropout-margin": 0.34}, "test")
+    asked = Message(content=RecordDict(), dst_node_id=5, message_type="train")
+    reply = Message(Error(code=0, reason=reason), reply_to=asked)
+    judgement = ReplyJudge(settings, 1, None).judge(_for_judge(reply), 1, {}, 5, masked=True)
+    assert judgement.line["verdict"] == "rejected"
