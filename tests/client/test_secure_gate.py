@@ -69,8 +69,11 @@ def _spends(folder, owner=0):
             if e["mechanism"] == "dp-sgd"]
 
 
-def _share_keys(contexts, plan):
-    """Setup and share keys for every owner; the key shares each owner is forwarded."""
+def _share_keys(contexts, plan, view=lambda n, keys: keys):
+    """Setup and share keys for every owner; the key shares each owner is forwarded.
+
+    ``view(n, keys)`` is the key list the coordinator shows owner n (default: the truth).
+    """
     keys = {}
     for n in NODES:
         reply = _send(contexts, n, _setup(plan)).content.config_records[RECORD_KEY_CONFIGS]
@@ -78,7 +81,7 @@ def _share_keys(contexts, plan):
     forward = {n: ([], []) for n in NODES}
     for n in NODES:
         reply = _send(contexts, n, {Key.STAGE: Stage.SHARE_KEYS,
-                                    **{str(k): v for k, v in keys.items()}})
+                                    **view(n, {str(k): v for k, v in keys.items()})})
         cfg = reply.content.config_records[RECORD_KEY_CONFIGS]
         for dst, text in zip(cfg[Key.DESTINATION_LIST], cfg[Key.CIPHERTEXT_LIST], strict=True):
             forward[dst][0].append(text)
@@ -185,20 +188,11 @@ def test_a_secure_sum_message_of_another_type_is_refused(federation):
 
 def test_a_neighbour_key_that_would_fail_the_mask_is_caught_before_the_spend(federation):
     contexts, model, plan, folder, _ = federation
-    keys = {}
-    for n in NODES:
-        reply = _send(contexts, n, _setup(plan)).content.config_records[RECORD_KEY_CONFIGS]
-        keys[n] = [reply[Key.PUBLIC_KEY_1], reply[Key.PUBLIC_KEY_2]]
-    forward = {n: ([], []) for n in NODES}
-    for n in NODES:
-        view = {str(k): v for k, v in keys.items()}
-        if n == 1:
-            view["2"] = [b"not a key", keys[2][1]]
-        cfg = _send(contexts, n, {Key.STAGE: Stage.SHARE_KEYS, **view}
-                    ).content.config_records[RECORD_KEY_CONFIGS]
-        for dst, text in zip(cfg[Key.DESTINATION_LIST], cfg[Key.CIPHERTEXT_LIST], strict=True):
-            forward[dst][0].append(text)
-            forward[dst][1].append(n)
+
+    def garbled(n, keys):  # owner 1 is shown a first key of owner 2 that does not load
+        return {**keys, "2": [b"not a key", keys["2"][1]]} if n == 1 else keys
+
+    forward = _share_keys(contexts, plan, garbled)
     with pytest.raises(ValueError):
         _collect(contexts, model, forward, 1)
     assert _spends(folder) == []
