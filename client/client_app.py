@@ -42,6 +42,7 @@ from client.gan_training import train_nonprivate_gan, train_private_gan
 from client.secure_share import (
     SESSION,
     Declined,
+    SecureOwner,
     is_secure_sum,
     noisy_share,
     run_secure_stage,
@@ -69,7 +70,7 @@ from privacy.ledger import (
     locked,
 )
 from privacy.policy import OwnerPolicy
-from privacy.signing import SigningKeyError, public_text
+from privacy.signing import Signer, SigningKeyError, load_owner_keys, public_text
 
 app = ClientApp()
 
@@ -100,7 +101,7 @@ def secure_sum_gate(configs=_deployed):
             return call_next(msg, context)
         run_config, node_config = configs(context)
         return run_secure_stage(msg, context, call_next,
-                                lambda: _secure_plan(run_config, node_config, context.node_id))
+                                lambda: _secure_owner(run_config, node_config, context.node_id))
     return gate
 
 
@@ -281,14 +282,16 @@ def _plan(policy: OwnerPolicy, p: ExperimentConfig) -> SecureSumPlan:
     return plan_for(p, dimension, COUNTS_COST)
 
 
-def _secure_plan(run_config: dict, node_config: dict, node_id: int) -> SecureSumPlan:
-    """The plan a secure sum's setup is checked against (raises on a bad proposal)."""
+def _secure_owner(run_config: dict, node_config: dict, node_id: int) -> SecureOwner:
+    """What the gate checks a secure sum against (raises on a bad proposal or policy)."""
     policy = OwnerPolicy.from_node_config(node_config, node_id)
     proposal = ExperimentConfig.parse(run_config, "run_config")
     if not proposal.distributed:
         raise ValueError("a secure sum was asked under a proposal without distributed noise")
     _check_distributed_policy(policy, proposal)
-    return _plan(policy, proposal)
+    registry = load_owner_keys(policy.owner_keys)
+    return SecureOwner(_plan(policy, proposal), policy.client_id,
+                       Signer.load_or_create(policy.signing_key), registry)
 
 
 def _check_distributed_policy(policy: OwnerPolicy, p: ExperimentConfig) -> None:
@@ -299,6 +302,9 @@ def _check_distributed_policy(policy: OwnerPolicy, p: ExperimentConfig) -> None:
     if p.colluders < policy.max_colluders_assumed:
         raise Refusal(f"the proposal tolerates {p.colluders} colluding owners; this owner "
                       f"insists on {policy.max_colluders_assumed}")
+    if not policy.owner_keys:
+        raise Refusal("distributed noise was proposed; this owner's node_config names no "
+                      "owner-keys (it could not tell owners from invented participants)")
 
 
 def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):

@@ -14,19 +14,20 @@ alive. Only inside the mod, after those checks, does the owner compute a share
 inside a secure sum leaves the sum (a reply without a masked vector would count as an
 owner whose noise is in it) and travels as the error reply's reason instead.
 
-Not covered (stated in the README): SecAgg+'s public keys are not bound to the owners'
-signing keys, so a coordinator that invents participants (colluders beyond the stated
-number) can unmask a real owner's share; Flower's SecAgg+ is secure against an
-honest-but-curious coordinator.
+At share-keys, every participant's SecAgg+ keys must be vouched for (signed with the
+ledger-signing key) by a distinct owner of the owner's own registry (``owner-keys``):
+a coordinator cannot invent participants whose noise is not there.
 """
 
 from __future__ import annotations
 
 import json
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.app.message_type import MessageType
 from flwr.client.mod import secaggplus_mod
@@ -48,12 +49,16 @@ from opacus.optimizers.optimizer import _generate_noise
 from client.dataset import LabelledData
 from client.linear_clipping import LinearClipper
 from privacy.distributed_noise import (
+    KEY_PROOF,
+    KEY_PROOFS,
     MODULUS_RANGE,
     QUANTIZATION_RANGE,
     REFUSAL_MARK,
     SUM_BOUND,
     SecureSumPlan,
+    key_digest,
 )
+from privacy.signing import Signer
 
 ERROR_CODE = 0  # flwr's ErrorCode.UNKNOWN: the owner declined; the reason says how
 GATE_RECORD = "fedsynth-secure-gate"
@@ -100,6 +105,49 @@ def noisy_share(model: torch.nn.Module, data: LabelledData, plan: SecureSumPlan,
         out.append(values[start:start + p.numel()].reshape(p.shape).numpy().copy())
         start += p.numel()
     return out
+
+
+@dataclass(frozen=True)
+class SecureOwner:
+    """What an owner's gate needs: the proposal's plan, who the owner is, whom it knows."""
+
+    plan: SecureSumPlan
+    client_id: int
+    signer: Signer
+    registry: dict[int, Ed25519PublicKey]
+    """The owners' registered public keys (``owner-keys``): the only participants counted."""
+
+
+def key_proof(owner: SecureOwner, node_id: int, configs: ConfigRecord) -> ConfigRecord:
+    """The owner's signed word for the SecAgg+ keys its setup reply carries."""
+    digest = key_digest(node_id, configs[Key.PUBLIC_KEY_1], configs[Key.PUBLIC_KEY_2])
+    return ConfigRecord({"client-id": owner.client_id, "signature": owner.signer.sign(digest)})
+
+
+def check_keys(configs: ConfigRecord, proofs: ConfigRecord | None, owner: SecureOwner) -> None:
+    """Every participant's SecAgg+ keys are vouched for by a distinct registered owner.
+
+    A participant the coordinator invented (its keys, its shares) would count as an
+    owner whose noise is in the sum; an owner refuses to share keys with one.
+    """
+    proofs = proofs or ConfigRecord({})
+    owners = set()
+    nodes = [k for k in configs if k != Key.STAGE]
+    for node in nodes:
+        keys, proof = configs[node], proofs.get(node)
+        try:
+            cid, signature = int(json.loads(proof)["client-id"]), json.loads(proof)["signature"]
+            owner.registry[cid].verify(bytes.fromhex(signature),
+                                       key_digest(int(node), keys[0], keys[1]).encode("ascii"))
+        except Exception:  # no proof, an unknown owner, a bad signature: all the same
+            raise ValueError(f"participant {node}'s SecAgg+ keys are not vouched for by a "
+                             "registered owner") from None
+        if cid in owners:
+            raise ValueError(f"owner {cid} vouches for two participants")
+        owners.add(cid)
+    if len(owners) < owner.plan.survivors:
+        raise ValueError(f"{len(owners)} registered owners share keys; every sum must hold "
+                         f"{owner.plan.survivors}")
 
 
 def expected_settings(plan: SecureSumPlan) -> dict:
@@ -217,11 +265,11 @@ def is_secure_sum(msg: Message) -> bool:
     return RECORD_KEY_CONFIGS in msg.content.config_records
 
 
-def run_secure_stage(msg: Message, context: Context, call_next, plan_of) -> Message:
+def run_secure_stage(msg: Message, context: Context, call_next, owner_of) -> Message:
     """Flower's ``secaggplus_mod`` around ``call_next``, gated by the owner's checks.
 
-    ``plan_of()`` gives the plan of the owner's proposal (raising when there is none,
-    or when the owner's policy does not take part). Every stage is checked; each setup
+    ``owner_of()`` gives the :class:`SecureOwner` (raising when the proposal has no
+    distributed noise, or the owner's policy does not take part). Every stage is checked; each setup
     allows one collect and one unmask, in that order. Only in a checked collect stage,
     inside Flower's mod, may the owner compute a share (:data:`SESSION`, holding the
     session as Flower's own saved state records it).
@@ -230,7 +278,8 @@ def run_secure_stage(msg: Message, context: Context, call_next, plan_of) -> Mess
         raise ValueError(f"a secure sum's message of type {msg.metadata.message_type!r}")
     configs = msg.content.config_records[RECORD_KEY_CONFIGS]
     stage = configs.get(Key.STAGE)
-    plan = plan_of()
+    owner = owner_of()
+    plan = owner.plan
     gate = dict(context.state.config_records.get(GATE_RECORD, {}))
     session = None
     if stage == Stage.SETUP:
@@ -239,6 +288,7 @@ def run_secure_stage(msg: Message, context: Context, call_next, plan_of) -> Mess
     elif stage == Stage.SHARE_KEYS:
         if not gate.get("setup"):
             raise ValueError("share keys without a setup this owner accepted")
+        check_keys(configs, msg.content.config_records.get(KEY_PROOFS), owner)
     elif stage == Stage.COLLECT_MASKED_VECTORS:
         if not gate.get("setup") or gate.get("collected", True):
             raise ValueError("a collect stage without a fresh setup")
@@ -271,4 +321,6 @@ def run_secure_stage(msg: Message, context: Context, call_next, plan_of) -> Mess
     if stage == Stage.SETUP:  # Flower's mod took it: its session is the one now checked
         context.state.config_records[GATE_RECORD] = ConfigRecord(
             {"setup": True, "collected": False})
+        reply.content.config_records[KEY_PROOF] = key_proof(
+            owner, msg.metadata.dst_node_id, reply.content.config_records[RECORD_KEY_CONFIGS])
     return reply

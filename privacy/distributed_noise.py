@@ -28,6 +28,7 @@ so owners, coordinator and auditor derive the same numbers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ TAIL = 20.0
 """Noise draws up to this many standard deviations fit the clipping range."""
 MIN_STEPS = 1000.0
 """The noise share must span at least this many grid steps (s/Δ)."""
+KEY_PROOF = "fedsynth-key-proof"
+"""The record an owner adds to its SecAgg+ setup reply: its id and its signature (with
+its ledger-signing key) of its fresh SecAgg+ public keys."""
+KEY_PROOFS = "fedsynth-key-proofs"
+"""The record the coordinator forwards with the share-keys stage: each neighbour's proof."""
 REFUSAL_MARK = "fedsynth-privacy:"
 """An owner that declines inside a secure sum leaves it (a reply without a masked
 vector would count as noise that is not there); its signed privacy record (JSON)
@@ -149,9 +155,11 @@ def survivors(num_clients: int, dropout_margin: float) -> int:
 
 def assumption(survivors_: int, colluders: int) -> str:
     """The trust assumption a distributed-noise epsilon rests on, in one sentence."""
-    return (f"holds if each released sum holds at least {survivors_} owners (else the round "
-            f"is discarded), at most {colluders} of them colluding with the coordinator, and "
-            "the coordinator runs Flower's SecAgg+ as specified (honest-but-curious)")
+    return (f"holds if at most {colluders} of the registered owners collude with the "
+            f"coordinator: every sum it can unmask then holds the noise of at least "
+            f"{survivors_ - colluders} honest owners (each owner's gate refuses SecAgg+ "
+            f"steps that would reveal less; a sum of fewer than {survivors_} owners is "
+            "discarded), with the sum of rounded Gaussian shares accounted as a Gaussian")
 
 
 def public_noise(settings, counts_cost: float) -> tuple[float, bool]:
@@ -197,3 +205,9 @@ def privacy_of_error(reason: str) -> dict | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def key_digest(node_id: int, pk1: bytes, pk2: bytes) -> str:
+    """What an owner signs to vouch for its SecAgg+ public keys on this node."""
+    body = b"|".join((b"fedsynth-secagg-keys", str(node_id).encode("ascii"), pk1, pk2))
+    return hashlib.sha256(body).hexdigest()

@@ -31,6 +31,7 @@ NODE_KEYS = {
     "allow-nonprivate": "bool",
     "allow-distributed": "bool",
     "max-colluders-assumed": "int",
+    "owner-keys": "str",
     "ledger-path": "str",
     "data-path": "str",
     "schema-path": "str",
@@ -62,6 +63,9 @@ class OwnerPolicy:
     max_colluders_assumed: int
     """Under distributed noise, the fewest colluding owners this owner insists the
     proposal tolerates (0: it accepts the coordinator's ``colluders``)."""
+    owner_keys: str
+    """Folder of the federation's registered owner public keys (``owner-N.pub``): under
+    distributed noise only participants one of them vouches for count (none: refused)."""
     ledger_path: str
     """The owner's own hash-chained ledger: the source of truth for its spend."""
     data_path: str
@@ -105,6 +109,7 @@ class OwnerPolicy:
             allow_nonprivate=values.get("allow-nonprivate", False),
             allow_distributed=values.get("allow-distributed", False),
             max_colluders_assumed=values.get("max-colluders-assumed", 0),
+            owner_keys=values.get("owner-keys", ""),
             ledger_path=str(Path(ledger_path).expanduser().resolve()),
             data_path=str(Path(data_path).expanduser().resolve()) if data_path else "",
             schema_path=values.get("schema-path", ""),
@@ -139,6 +144,7 @@ class OwnerPolicy:
             "allow-nonprivate": self.allow_nonprivate,
             "allow-distributed": self.allow_distributed,
             "max-colluders-assumed": self.max_colluders_assumed,
+            "owner-keys": self.owner_keys,
             "ledger-path": self.ledger_path,
             "data-path": self.data_path,
             "schema-path": self.schema_path,

@@ -16,6 +16,7 @@ vectors can reach (post-processing).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -35,6 +36,8 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from rich.console import Console
 
 from privacy.distributed_noise import (
+    KEY_PROOF,
+    KEY_PROOFS,
     MODULUS_RANGE,
     QUANTIZATION_RANGE,
     SUM_BOUND,
@@ -87,17 +90,34 @@ class _SumTaker(Strategy):
 
 @dataclass
 class _RecordingGrid:
-    """The grid, passed through; keeps the replies to the collect stage (the owners' events)."""
+    """The grid, passed through; keeps the replies to the collect stage (the owners' events).
+
+    It also carries each owner's signed word for its SecAgg+ keys (its setup reply's
+    proof) to the owners it shares keys with, who refuse participants no registered
+    owner vouches for.
+    """
 
     grid: object
     collected: list[tuple[int, Message]] = field(default_factory=list)
+    proofs: dict[str, str] = field(default_factory=dict)
 
     def __getattr__(self, name):
         return getattr(self.grid, name)
 
     def send_and_receive(self, messages, *, timeout=None):
         messages = list(messages)
+        for m in messages:
+            if _stage(m) == Stage.SHARE_KEYS:
+                listed = [k for k in m.content.config_records[RECORD_KEY_CONFIGS]
+                          if k != Key.STAGE]
+                m.content.config_records[KEY_PROOFS] = ConfigRecord(
+                    {k: self.proofs[k] for k in listed if k in self.proofs})
         replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        if any(_stage(m) == Stage.SETUP for m in messages):
+            for reply in replies:
+                if not reply.has_error() and KEY_PROOF in reply.content.config_records:
+                    self.proofs[str(reply.metadata.src_node_id)] = json.dumps(
+                        dict(reply.content.config_records[KEY_PROOF]))
         if any(_stage(m) == Stage.COLLECT_MASKED_VECTORS for m in messages):
             asked = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in messages}
             for reply in replies:

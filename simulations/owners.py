@@ -86,6 +86,7 @@ def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
             # The user speaks for every simulated owner: asking for distributed noise
             # is opting them in (a deployed owner opts in in its own node_config).
             "allow-distributed": config.distributed,
+            "owner-keys": str(ledger_dir),  # where every simulated owner's .pub is
             "ledger-path": str(ledger_dir / f"client-{i}.jsonl"),
             "signing-key": str(ledger_dir / f"owner-{i}.key"),
             "data-path": config.data_path,

@@ -14,9 +14,16 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from client.client_app import _plan, app
 from genai_models import build_model, resolve
-from privacy.distributed_noise import MODULUS_RANGE, QUANTIZATION_RANGE, privacy_of_error
+from privacy.distributed_noise import (
+    KEY_PROOF,
+    KEY_PROOFS,
+    MODULUS_RANGE,
+    QUANTIZATION_RANGE,
+    privacy_of_error,
+)
 from privacy.experiment import ExperimentConfig
 from privacy.policy import OwnerPolicy
+from privacy.signing import Signer
 
 NODES = (1, 2, 3)
 
@@ -32,7 +39,12 @@ def federation(tmp_path, monkeypatch):
     def node(n, **policy):
         return {"client-id": n - 1, "partition-id": n - 1, "num-partitions": 3,
                 "epsilon-budget": 8.0, "max-delta": 1e-5, "allow-distributed": True,
-                "ledger-path": str(tmp_path / f"client-{n - 1}.jsonl"), **policy}
+                "ledger-path": str(tmp_path / f"client-{n - 1}.jsonl"),
+                "signing-key": str(tmp_path / f"owner-{n - 1}.key"),
+                "owner-keys": str(tmp_path), **policy}
+
+    for n in NODES:  # the registry every owner knows: owner-N.pub beside the keys
+        Signer.load_or_create(tmp_path / f"owner-{n - 1}.key")
 
     contexts = {n: Context(run_id=99, node_id=n, node_config=node(n), state=RecordDict(),
                            run_config=proposal.to_run_config()) for n in NODES}
@@ -73,15 +85,19 @@ def _share_keys(contexts, plan, view=lambda n, keys: keys):
     """Setup and share keys for every owner; the key shares each owner is forwarded.
 
     ``view(n, keys)`` is the key list the coordinator shows owner n (default: the truth).
+    Each owner's signed proof of its keys is forwarded, as the coordinator does.
     """
-    keys = {}
+    keys, proofs = {}, {}
     for n in NODES:
-        reply = _send(contexts, n, _setup(plan)).content.config_records[RECORD_KEY_CONFIGS]
-        keys[n] = [reply[Key.PUBLIC_KEY_1], reply[Key.PUBLIC_KEY_2]]
+        reply = _send(contexts, n, _setup(plan)).content
+        cfg = reply.config_records[RECORD_KEY_CONFIGS]
+        keys[n] = [cfg[Key.PUBLIC_KEY_1], cfg[Key.PUBLIC_KEY_2]]
+        proofs[str(n)] = json.dumps(dict(reply.config_records[KEY_PROOF]))
     forward = {n: ([], []) for n in NODES}
     for n in NODES:
         reply = _send(contexts, n, {Key.STAGE: Stage.SHARE_KEYS,
-                                    **view(n, {str(k): v for k, v in keys.items()})})
+                                    **view(n, {str(k): v for k, v in keys.items()})},
+                      RecordDict({KEY_PROOFS: ConfigRecord(proofs)}))
         cfg = reply.content.config_records[RECORD_KEY_CONFIGS]
         for dst, text in zip(cfg[Key.DESTINATION_LIST], cfg[Key.CIPHERTEXT_LIST], strict=True):
             forward[dst][0].append(text)
@@ -145,16 +161,31 @@ def test_inconsistent_unmask_lists_are_refused(federation, active, dead):
                             Key.DEAD_NODE_ID_LIST: dead})
 
 
-def test_a_collect_that_would_fail_after_training_spends_nothing(federation):
+def test_an_invented_participant_is_refused_and_nothing_is_spent(federation):
+    # The coordinator makes up a second participant (its own keys, no owner's word for
+    # them): it would count as an owner whose noise is in the sum.
     contexts, model, plan, folder, _ = federation
     keys = _send(contexts, 1, _setup(plan, samples=2)).content.config_records[RECORD_KEY_CONFIGS]
     fake = [public_key_to_bytes(generate_key_pairs()[1]) for _ in range(2)]
-    _send(contexts, 1, {Key.STAGE: Stage.SHARE_KEYS,
-                        "1": [keys[Key.PUBLIC_KEY_1], keys[Key.PUBLIC_KEY_2]], "2": fake})
-    for server_round in (1, 2):  # no key shares forwarded: the mod would raise after the spend
+    with pytest.raises(ValueError, match="vouched"):
+        _send(contexts, 1, {Key.STAGE: Stage.SHARE_KEYS,
+                            "1": [keys[Key.PUBLIC_KEY_1], keys[Key.PUBLIC_KEY_2]], "2": fake})
+    for server_round in (1, 2):  # and no collect follows a refused key sharing
         with pytest.raises(ValueError):
             _send(contexts, 1, {Key.STAGE: Stage.COLLECT_MASKED_VECTORS, Key.CIPHERTEXT_LIST: [],
                                 Key.SOURCE_LIST: []}, _fitins(model, server_round))
+    assert _spends(folder) == []
+
+
+def test_a_proof_by_an_owner_for_another_node_is_refused(federation):
+    # Owner 0's word for node 1's keys, replayed for a node the coordinator controls.
+    contexts, model, plan, folder, _ = federation
+
+    def swapped(n, keys):
+        return {**keys, "3": keys["2"]} if n == 1 else keys
+
+    with pytest.raises(ValueError, match="vouched|two participants"):
+        _share_keys(contexts, plan, swapped)
     assert _spends(folder) == []
 
 
@@ -186,15 +217,15 @@ def test_a_secure_sum_message_of_another_type_is_refused(federation):
     assert _spends(folder) == []
 
 
-def test_a_neighbour_key_that_would_fail_the_mask_is_caught_before_the_spend(federation):
+def test_a_neighbour_key_that_would_fail_the_mask_is_refused_before_the_spend(federation):
+    # (Its owner's proof no longer matches; check_collect would catch the key too.)
     contexts, model, plan, folder, _ = federation
 
     def garbled(n, keys):  # owner 1 is shown a first key of owner 2 that does not load
         return {**keys, "2": [b"not a key", keys["2"][1]]} if n == 1 else keys
 
-    forward = _share_keys(contexts, plan, garbled)
-    with pytest.raises(ValueError):
-        _collect(contexts, model, forward, 1)
+    with pytest.raises(ValueError, match="vouched"):
+        _share_keys(contexts, plan, garbled)
     assert _spends(folder) == []
 
 
