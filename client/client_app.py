@@ -70,7 +70,7 @@ from privacy.ledger import (
     locked,
 )
 from privacy.policy import OwnerPolicy
-from privacy.signing import Signer, SigningKeyError, load_owner_keys, public_text
+from privacy.signing import Signer, SigningKeyError, key_id, load_owner_keys, public_text
 
 app = ClientApp()
 
@@ -81,6 +81,7 @@ FAILED = "training failed on the owner (the details are in its own log)"
 # The public range of a global model's weights an owner trains on: crafted weights far
 # outside it could turn one record's gradient into inf and the reply into a detector.
 WEIGHT_BOUND = 1e4
+MAX_REASON = 300  # characters of a refusal reason written to the ledger
 # Flower's legacy layout of a secure sum's collect stage (flwr.compat's FitIns/FitRes).
 FITINS_CONFIG, FITINS_ARRAYS = "fitins.config", "fitins.parameters"
 
@@ -252,6 +253,8 @@ def _global_weights_in_range(model: torch.nn.Module) -> bool:
 def _refuse(msg: Message, ledger: Ledger, cid: int, run_id: int, server_round: int,
             refusal: Refusal, digest: str | None = None) -> Message:
     reason = str(refusal)
+    if len(reason) > MAX_REASON:  # a coordinator's value quoted back must not grow the ledger
+        reason = reason[:MAX_REASON] + "…"
     log(WARNING, "fedsynth owner %s: round %s: %s", cid, server_round, reason)
     event = {"round": server_round, "client_id": cid, "run_id": run_id, "mechanism": REFUSAL,
              "reason": reason}
@@ -290,8 +293,12 @@ def _secure_owner(run_config: dict, node_config: dict, node_id: int) -> SecureOw
         raise ValueError("a secure sum was asked under a proposal without distributed noise")
     _check_distributed_policy(policy, proposal)
     registry = load_owner_keys(policy.owner_keys)
+    if len({key_id(k) for k in registry.values()}) != len(registry):
+        raise Refusal("this owner's owner-keys holds one key under two owner ids; one party "
+                      "would count twice")
     return SecureOwner(_plan(policy, proposal), policy.client_id,
-                       Signer.load_or_create(policy.signing_key), registry)
+                       Signer.load_or_create(policy.signing_key), registry,
+                       proposal_digest(proposal))
 
 
 def _check_distributed_policy(policy: OwnerPolicy, p: ExperimentConfig) -> None:
@@ -531,6 +538,11 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
         sigma, with_counts = public_noise(p, COUNTS_COST)
     except (NoiseTooSmall, ValueError) as err:
         raise Refusal(f"no distributed noise fits the proposal: {err}") from None
+    session = SESSION.get() or {}
+    sid = session.get("secagg_session")
+    if sid is None or any(e.get("secagg_session") == sid for e in ledger.entries):
+        # Two shares under one session's masks would give away their difference.
+        raise Refusal("this SecAgg+ session already carried a share of this owner")
     mine = [e for e in ledger.entries if e["mechanism"] == "dp-sgd"]
     this_run = [e for e in mine if e["run_id"] == request.run_id]
     counts_step = [(p.class_noise, 1.0, 1)] if with_counts and not this_run else []
@@ -557,7 +569,7 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
         "epsilon": epsilon_of(run, accountant=acc, delta=delta),
         "lifetime_epsilon": epsilon_of(lifetime, accountant=acc, delta=delta),
         "epsilon_budget": budget, "exhausted": exhausted, **plan.ledger_fields(),
-        **(SESSION.get() or {}), **counts,
+        **session, **counts,
     })
     status = "trained-exhausted" if exhausted else "trained"
     content = RecordDict({"privacy": ConfigRecord(_signed(status, event, ledger)),

@@ -57,6 +57,7 @@ from privacy.distributed_noise import (
     SUM_BOUND,
     SecureSumPlan,
     key_digest,
+    session_id,
 )
 from privacy.signing import Signer
 
@@ -116,11 +117,14 @@ class SecureOwner:
     signer: Signer
     registry: dict[int, Ed25519PublicKey]
     """The owners' registered public keys (``owner-keys``): the only participants counted."""
+    proposal: str
+    """The digest of the proposal this owner trains under (every counted owner's too)."""
 
 
 def key_proof(owner: SecureOwner, node_id: int, configs: ConfigRecord) -> ConfigRecord:
     """The owner's signed word for the SecAgg+ keys its setup reply carries."""
-    digest = key_digest(node_id, configs[Key.PUBLIC_KEY_1], configs[Key.PUBLIC_KEY_2])
+    digest = key_digest(node_id, configs[Key.PUBLIC_KEY_1], configs[Key.PUBLIC_KEY_2],
+                        owner.proposal)
     return ConfigRecord({"client-id": owner.client_id, "signature": owner.signer.sign(digest)})
 
 
@@ -137,11 +141,11 @@ def check_keys(configs: ConfigRecord, proofs: ConfigRecord | None, owner: Secure
         keys, proof = configs[node], proofs.get(node)
         try:
             cid, signature = int(json.loads(proof)["client-id"]), json.loads(proof)["signature"]
-            owner.registry[cid].verify(bytes.fromhex(signature),
-                                       key_digest(int(node), keys[0], keys[1]).encode("ascii"))
+            owner.registry[cid].verify(bytes.fromhex(signature), key_digest(
+                int(node), keys[0], keys[1], owner.proposal).encode("ascii"))
         except Exception:  # no proof, an unknown owner, a bad signature: all the same
             raise ValueError(f"participant {node}'s SecAgg+ keys are not vouched for by a "
-                             "registered owner") from None
+                             "registered owner under this proposal") from None
         if cid in owners:
             raise ValueError(f"owner {cid} vouches for two participants")
         owners.add(cid)
@@ -295,7 +299,8 @@ def run_secure_stage(msg: Message, context: Context, call_next, owner_of) -> Mes
         check_collect(configs, context, plan)
         gate["collected"] = True  # before the owner trains: one collect per setup
         state = _flower_state(context)
-        session = {"secagg_participants": state.sample_num, "secagg_threshold": state.threshold}
+        session = {"secagg_participants": state.sample_num, "secagg_threshold": state.threshold,
+                   "secagg_session": session_id(state.pk1, state.pk2)}
     elif stage == Stage.UNMASK:
         if not gate.get("collected") or gate.get("unmasked"):
             raise ValueError("an unmask stage without a collect, or a second one")

@@ -207,7 +207,18 @@ def privacy_of_error(reason: str) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def key_digest(node_id: int, pk1: bytes, pk2: bytes) -> str:
-    """What an owner signs to vouch for its SecAgg+ public keys on this node."""
-    body = b"|".join((b"fedsynth-secagg-keys", str(node_id).encode("ascii"), pk1, pk2))
+def key_digest(node_id: int, pk1: bytes, pk2: bytes, proposal: str) -> str:
+    """What an owner signs to vouch for its SecAgg+ public keys on this node.
+
+    The proposal's digest is in it: an owner counts only participants that signed the
+    same proposal (the same noise share, survivors and colluders), so a coordinator
+    cannot serve some owners a proposal with smaller shares.
+    """
+    body = b"|".join((b"fedsynth-secagg-keys", str(node_id).encode("ascii"), pk1, pk2,
+                      proposal.encode("ascii")))
     return hashlib.sha256(body).hexdigest()
+
+
+def session_id(pk1: bytes, pk2: bytes) -> str:
+    """An owner's SecAgg+ session, named by its own fresh public keys (single use)."""
+    return hashlib.sha256(b"fedsynth-secagg-session|" + pk1 + b"|" + pk2).hexdigest()

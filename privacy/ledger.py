@@ -71,7 +71,7 @@ OWNER_CHAIN_FIELDS = ("prev_hash", "hash", "key_id", "signature")
 # A distributed-noise spend says so, with its trust assumption and share
 # (privacy.distributed_noise); its noise_multiplier is what the whole sum carries.
 DISTRIBUTED_FIELDS = ("noise", "survivors", "colluders", "noise_share", "grid")
-SESSION_FIELDS = ("secagg_participants", "secagg_threshold")
+SESSION_FIELDS = ("secagg_participants", "secagg_threshold", "secagg_session")
 """What a distributed-noise owner saw at SecAgg+'s setup, signed into its spend."""
 OWNER_FIELDS = frozenset((*EVENT_FIELDS, *REFUSAL_FIELDS, *OWNER_CHAIN_FIELDS, "proposal",
                           "exhausted", "class_noise", "class_counts", *DISTRIBUTED_FIELDS,
@@ -183,7 +183,10 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
             for key in SESSION_FIELDS:
                 if key not in e:
                     bad(f"a distributed-noise spend needs {key}")
-                number(key, 0, 10**6, integer=True)
+            number("secagg_participants", 0, 10**6, integer=True)
+            number("secagg_threshold", 0, 10**6, integer=True)
+            if not isinstance(e["secagg_session"], str) or len(e["secagg_session"]) != 64:
+                bad("secagg_session is not a session digest")
     elif e["client_id"] is not None:
         bad("a gaussian-aggregate event has client_id null")
 

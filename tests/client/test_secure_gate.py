@@ -105,10 +105,10 @@ def _share_keys(contexts, plan, view=lambda n, keys: keys):
     return forward
 
 
-def _collect(contexts, model, forward, n):
+def _collect(contexts, model, forward, n, server_round=1):
     return _send(contexts, n, {Key.STAGE: Stage.COLLECT_MASKED_VECTORS,
                                Key.CIPHERTEXT_LIST: forward[n][0],
-                               Key.SOURCE_LIST: forward[n][1]}, _fitins(model, 1))
+                               Key.SOURCE_LIST: forward[n][1]}, _fitins(model, server_round))
 
 
 def _through_collect(contexts, model, plan):
@@ -245,3 +245,37 @@ def test_a_crafted_declined_record_is_rejected_not_raised(reason):
     reply = Message(Error(code=0, reason=reason), reply_to=asked)
     judgement = ReplyJudge(settings, 1, None).judge(_for_judge(reply), 1, {}, 5, masked=True)
     assert judgement.line["verdict"] == "rejected"
+
+
+def test_two_collects_under_one_session_share_once(federation):
+    # Flower's deployment hands each task a copy of the node's context: two collect
+    # messages pulled together both find the session fresh. The ledger decides.
+    from flwr.common.serde import context_from_proto, context_to_proto
+
+    contexts, model, plan, folder, _ = federation
+    forward = _share_keys(contexts, plan)
+    copy = {**contexts, 1: context_from_proto(context_to_proto(contexts[1]))}
+    first = _collect(contexts, model, forward, 1)
+    assert not first.has_error()
+    second = _collect(copy, model, forward, 1, server_round=2)
+    assert second.has_error()
+    assert privacy_of_error(second.error.reason)["status"] == "refused"
+    assert len(_spends(folder)) == 1
+
+
+def test_owners_under_different_proposals_do_not_count_each_other(federation):
+    contexts, model, plan, folder, _ = federation
+    other = ExperimentConfig.parse({**contexts[2].run_config, "epsilon": 50.0}, "test")
+    contexts[2].run_config = other.to_run_config()  # smaller shares for owner 2
+    with pytest.raises(ValueError, match="vouched"):
+        _share_keys(contexts, plan)
+    assert _spends(folder) == []
+
+
+def test_one_key_under_two_owner_ids_is_refused(federation):
+    contexts, model, plan, folder, _ = federation
+    for suffix in (".key", ".pub"):
+        name = f"owner-1{suffix}"
+        (folder / f"owner-2{suffix}").write_bytes((folder / name).read_bytes())
+    with pytest.raises(Exception, match="two owner ids"):
+        _send(contexts, 1, _setup(plan))
