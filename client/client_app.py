@@ -538,7 +538,9 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
         sigma, with_counts = public_noise(p, COUNTS_COST)
     except (NoiseTooSmall, ValueError) as err:
         raise Refusal(f"no distributed noise fits the proposal: {err}") from None
-    session = SESSION.get() or {}
+    session = dict(SESSION.get() or {})
+    if session.pop("proposal", None) != request.digest:
+        raise Refusal("the SecAgg+ session was set up under another proposal")
     sid = session.get("secagg_session")
     if sid is None or any(e.get("secagg_session") == sid for e in ledger.entries):
         # Two shares under one session's masks would give away their difference.

@@ -91,6 +91,8 @@ def noisy_share(model: torch.nn.Module, data: LabelledData, plan: SecureSumPlan,
         clipper.remove()
         model.zero_grad(set_to_none=True)
     flat = torch.cat([sums[p].detach().double().reshape(-1) for p in params])
+    if not torch.isfinite(flat).all():  # NaN would pass the clamp and erase the noise
+        raise ValueError("the clipped gradient sum is not finite")
     norm = float(flat.norm())
     limit = SUM_BOUND * plan.batch_size * plan.max_grad_norm
     if norm > limit:  # projection onto a ball: one record still moves it by at most C
@@ -286,6 +288,10 @@ def run_secure_stage(msg: Message, context: Context, call_next, owner_of) -> Mes
     plan = owner.plan
     gate = dict(context.state.config_records.get(GATE_RECORD, {}))
     session = None
+    if stage != Stage.SETUP and gate.get("proposal") != owner.proposal:
+        # Flower carries a node's state into a new run of its series with a new run
+        # config: a session set up under one proposal must not carry another's share.
+        raise ValueError("this SecAgg+ session was set up under another proposal")
     if stage == Stage.SETUP:
         check_setup(configs, plan)
         gate = {"setup": False}  # until Flower's mod has taken this setup
@@ -300,7 +306,8 @@ def run_secure_stage(msg: Message, context: Context, call_next, owner_of) -> Mes
         gate["collected"] = True  # before the owner trains: one collect per setup
         state = _flower_state(context)
         session = {"secagg_participants": state.sample_num, "secagg_threshold": state.threshold,
-                   "secagg_session": session_id(state.pk1, state.pk2)}
+                   "secagg_session": session_id(state.pk1, state.pk2),
+                   "proposal": owner.proposal}
     elif stage == Stage.UNMASK:
         if not gate.get("collected") or gate.get("unmasked"):
             raise ValueError("an unmask stage without a collect, or a second one")
@@ -325,7 +332,7 @@ def run_secure_stage(msg: Message, context: Context, call_next, owner_of) -> Mes
         return declined_reply(msg, declined.privacy)
     if stage == Stage.SETUP:  # Flower's mod took it: its session is the one now checked
         context.state.config_records[GATE_RECORD] = ConfigRecord(
-            {"setup": True, "collected": False})
+            {"setup": True, "collected": False, "proposal": owner.proposal})
         reply.content.config_records[KEY_PROOF] = key_proof(
             owner, msg.metadata.dst_node_id, reply.content.config_records[RECORD_KEY_CONFIGS])
     return reply

@@ -79,7 +79,8 @@ def load_owner_keys(folder: str | Path) -> dict[int, Ed25519PublicKey]:
     keys = {}
     for path in sorted(Path(folder).glob("owner-*.pub")):
         suffix = path.stem.removeprefix("owner-")
-        if suffix.isdigit():
+        # canonical ASCII ids only: owner-01 and owner-1 must not merge into one owner
+        if suffix.isascii() and suffix.isdigit() and str(int(suffix)) == suffix:
             keys[int(suffix)] = load_public(path)
     return keys
 

@@ -279,3 +279,14 @@ def test_one_key_under_two_owner_ids_is_refused(federation):
         (folder / f"owner-2{suffix}").write_bytes((folder / name).read_bytes())
     with pytest.raises(Exception, match="two owner ids"):
         _send(contexts, 1, _setup(plan))
+
+
+def test_a_session_does_not_carry_into_another_proposal(federation):
+    # Flower keeps a node's state across runs of a series with a new run config.
+    contexts, model, plan, folder, _ = federation
+    forward = _share_keys(contexts, plan)
+    other = ExperimentConfig.parse({**contexts[2].run_config, "epsilon": 50.0}, "test")
+    contexts[2].run_config = other.to_run_config()
+    with pytest.raises(ValueError, match="another proposal"):
+        _collect(contexts, model, forward, 2)
+    assert _spends(folder, owner=1) == []
