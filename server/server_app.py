@@ -99,6 +99,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
                 console.print(f"round {max(released)} was released but its model was lost; "
                               f"going on from round {first - 1}'s model")
                 first = max(released) + 1
+        state.rounds_completed = first - 1  # a run stopped after its last round: all done
         console.print(f"resuming {run_dir} after round {first - 1} (run id {run_id})")
     else:
         write_text(run_dir / "config.toml", tomli_w.dumps(settings.to_run_config()))
