@@ -3,20 +3,22 @@
 :func:`noisy_share` computes what the owner hands to Flower's SecAgg+ in one round
 (see :mod:`privacy.distributed_noise` for the mechanism and its accounting).
 :func:`run_secure_stage` runs Flower's ``secaggplus_mod`` for a secure sum's messages
-behind the owner's own checks, stage by stage: at setup, the settings its accounting
-assumes (threshold, clipping range, quantisation, modulus, weight, every owner a
-neighbour, at most the proposal's owners, a threshold that is a majority beyond the
-colluders); at collect, one collect per setup and key shares that Flower's mod would
-accept, checked *before* the owner trains and spends; at unmask, lists in which no
-owner is both alive and dead, this owner is alive, every owner is known and enough are
-alive. Only inside the mod, after those checks, does the owner compute a share
-(:data:`SESSION`): a message merely shaped like a secure sum's gets none. A refusal
-inside a secure sum leaves the sum (a reply without a masked vector would count as an
-owner whose noise is in it) and travels as the error reply's reason instead.
-
-At share-keys, every participant's SecAgg+ keys must be vouched for (signed with the
-ledger-signing key) by a distinct owner of the owner's own registry (``owner-keys``):
-a coordinator cannot invent participants whose noise is not there.
+behind the owner's own checks, stage by stage: Flower's exact train type only; at
+setup, the settings its accounting assumes (threshold, clipping range, quantisation,
+modulus, weight of exact types, every owner a neighbour, at most the proposal's
+owners, a threshold that is a majority beyond the colluders); at share-keys, every
+participant's SecAgg+ keys vouched for (signed with the ledger-signing key, bound to
+the proposal) by a distinct owner of the owner's own registry (``owner-keys``), so a
+coordinator can neither invent participants nor serve some owners smaller shares; at
+collect, one per setup, key shares and pairwise keys that Flower's mod would accept,
+checked *before* the owner trains and spends; at unmask, one per collect, no owner
+listed dead (no pairwise key is ever handed over), this owner alive, only owners whose
+shares it holds, enough of them. A session is bound to the proposal it was set up
+under. Only inside the mod, after those checks, does the owner compute a share
+(:data:`SESSION`, which also names the session so that the owner's ledger refuses a
+second share under the same masks): a message merely shaped like a secure sum's gets
+none. A refusal inside a secure sum leaves the sum (a reply without a masked vector
+would count as an owner whose noise is in it) and travels as the error reply's reason.
 """
 
 from __future__ import annotations
