@@ -279,10 +279,7 @@ def _spec_of(policy: OwnerPolicy, proposal: ExperimentConfig):
 
 def _plan(policy: OwnerPolicy, p: ExperimentConfig) -> SecureSumPlan:
     """The public plan of a distributed-noise proposal for this owner's model."""
-    model = build_model(p.model, _spec_of(policy, p), hidden_dim=p.hidden_dim,
-                        latent_dim=p.latent_dim)
-    dimension = sum(t.numel() for t in model.parameters() if t.requires_grad)
-    return plan_for(p, dimension, COUNTS_COST)
+    return plan_for(p, _spec_of(policy, p))
 
 
 def _secure_owner(run_config: dict, node_config: dict, node_id: int) -> SecureOwner:
@@ -535,7 +532,7 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
     p, cid = request.proposal, policy.client_id
     try:
         plan = _plan(policy, p)
-        sigma, with_counts = public_noise(p, COUNTS_COST)
+        sigma, with_counts = public_noise(p)
     except (NoiseTooSmall, ValueError) as err:
         raise Refusal(f"no distributed noise fits the proposal: {err}") from None
     session = dict(SESSION.get() or {})

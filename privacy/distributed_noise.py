@@ -162,16 +162,17 @@ def assumption(survivors_: int, colluders: int) -> str:
             "discarded), with the sum of rounded Gaussian shares accounted as a Gaussian")
 
 
-def public_noise(settings, counts_cost: float) -> tuple[float, bool]:
+def public_noise(settings) -> tuple[float, bool]:
     """The noise multiplier every owner's share is calibrated to, and whether counts go too.
 
     Public: from the proposal alone (the same for every owner, unlike local noise,
     which an owner with less budget left raises). ``rounds`` one-step rounds spend the
     proposal's epsilon; the class counts (one Gaussian step at q = 1) come along when
-    they raise that noise by at most ``counts_cost``. An owner whose lifetime budget
+    they raise that noise by at most ``COUNTS_COST``. An owner whose lifetime budget
     cannot take a step of it refuses rather than adding more noise than the others.
     """
     from privacy.accountant import calibrate_noise
+    from privacy.experiment import COUNTS_COST
 
     plan = {"epsilon": settings.epsilon, "delta": settings.delta,
             "sample_rate": settings.sample_rate, "steps": settings.rounds,
@@ -180,14 +181,22 @@ def public_noise(settings, counts_cost: float) -> tuple[float, bool]:
     if settings.balance:
         return sigma, False
     with_counts = calibrate_noise(history=[(settings.class_noise, 1.0, 1)], **plan)
-    if with_counts <= sigma * (1 + counts_cost):
+    if with_counts <= sigma * (1 + COUNTS_COST):
         return with_counts, True
     return sigma, False
 
 
-def plan_for(settings, dimension: int, counts_cost: float) -> SecureSumPlan:
-    """The checked plan of a distributed-noise proposal for a model of ``dimension`` weights."""
-    sigma, _ = public_noise(settings, counts_cost)
+def plan_for(settings, spec) -> SecureSumPlan:
+    """The checked plan of a distributed-noise proposal, for its model on data ``spec``.
+
+    The vector each owner sends is as long as the proposal's model has weights.
+    """
+    from genai_models import build_model
+
+    model = build_model(settings.model, spec, hidden_dim=settings.hidden_dim,
+                        latent_dim=settings.latent_dim)
+    dimension = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    sigma, _ = public_noise(settings)
     return SecureSumPlan(
         noise_multiplier=sigma,
         survivors=survivors(settings.num_clients, settings.dropout_margin),

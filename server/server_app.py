@@ -21,7 +21,7 @@ from rich.console import Console
 from genai_models import build_model, resolve
 from privacy.atomic import write_text
 from privacy.distributed_noise import SecureSumPlan, plan_for
-from privacy.experiment import COUNTS_COST, ConfigError, ExperimentConfig, proposal_digest
+from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
 from privacy.ledger import Ledger
 from privacy.signing import load_owner_keys
 from server.aggregation import build_strategy
@@ -79,7 +79,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     base = build_strategy(settings)
     dp_settings = ClientDpSettings.from_experiment(settings)
     owner_dp = ClientLevelGaussian(dp_settings) if dp_settings else None
-    plan = _secure_plan(settings, model)
+    plan = _secure_plan(settings, spec)
     judge = ReplyJudge(settings, run_id,
                        load_owner_keys(settings.owner_keys) if settings.owner_keys else None,
                        plan)
@@ -169,13 +169,12 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     return run_dir
 
 
-def _secure_plan(settings: ExperimentConfig, model: torch.nn.Module) -> SecureSumPlan | None:
+def _secure_plan(settings: ExperimentConfig, spec) -> SecureSumPlan | None:
     """Distributed noise: the public plan of the proposal (refused before anyone is asked)."""
     if not settings.distributed:
         return None
-    dimension = sum(p.numel() for p in model.parameters() if p.requires_grad)
     try:
-        return plan_for(settings, dimension, COUNTS_COST)
+        return plan_for(settings, spec)
     except ValueError as err:  # NoiseTooSmall, or no noise fits the proposal
         raise ConfigError(f"noise=distributed is not allowed for this proposal: {err}") from None
 

@@ -328,14 +328,11 @@ def _secure_sum_findings(entries: list[dict], config: ExperimentConfig) -> list[
     if not config.distributed:
         return [f"ledger.jsonl: line {n}: owner {e['client_id']} claims distributed noise "
                 "under a local-noise proposal" for n, e in spends if "noise" in e]
-    from genai_models import build_model, resolve
+    from genai_models import resolve
     from privacy.distributed_noise import plan_for
-    from privacy.experiment import COUNTS_COST
 
-    model = build_model(config.model, resolve(config.dataset, config.schema_path)[0],
-                        hidden_dim=config.hidden_dim, latent_dim=config.latent_dim)
     try:
-        plan = plan_for(config, sum(p.numel() for p in model.parameters()), COUNTS_COST)
+        plan = plan_for(config, resolve(config.dataset, config.schema_path)[0])
     except ValueError as err:
         return [f"config.toml: no distributed-noise plan fits it ({err})"]
     findings = []

@@ -23,7 +23,7 @@ from privacy.distributed_noise import (
     public_noise,
     survivors,
 )
-from privacy.experiment import COUNTS_COST, ConfigError, ExperimentConfig
+from privacy.experiment import ConfigError, ExperimentConfig
 
 
 def _model():
@@ -127,9 +127,9 @@ def test_a_refusal_travels_in_the_error_reason_only_when_marked():
 def test_the_proposal_is_checked_before_anyone_is_asked():
     ok = ExperimentConfig.parse({"noise": "distributed", "num-clients": 5}, "t")
     assert ok.steps_per_round == 1 and survivors(5, 0.2) == 4
-    sigma, counts = public_noise(ok, COUNTS_COST)
+    sigma, counts = public_noise(ok)
     assert sigma > 0 and counts
-    assert plan_for(ok, 1000, COUNTS_COST).survivors == 4
+    assert plan_for(ok, resolve("digits")[0]).survivors == 4
     for bad, key in (({"model": "gan"}, "model"), ({"fraction": 0.5}, "fraction"),
                      ({"epsilon": "inf"}, "epsilon"), ({"colluders": 4}, "colluders"),
                      ({"num-clients": 300}, "num-clients"),
