@@ -144,7 +144,8 @@ def check_keys(configs: ConfigRecord, proofs: ConfigRecord | None, owner: Secure
     for node in nodes:
         keys, proof = configs[node], proofs.get(node)
         try:
-            cid, signature = int(json.loads(proof)["client-id"]), json.loads(proof)["signature"]
+            vouched = json.loads(proof)
+            cid, signature = int(vouched["client-id"]), vouched["signature"]
             owner.registry[cid].verify(bytes.fromhex(signature), key_digest(
                 int(node), keys[0], keys[1], owner.proposal).encode("ascii"))
         except Exception:  # no proof, an unknown owner, a bad signature: all the same
