@@ -3,7 +3,9 @@
 Pre-processing reads only the schema, never the private rows (invariant P5). A
 schema is a TOML or JSON file with a ``target`` and a list of ``columns``, each
 with ``name``, ``type`` (continuous, integer, categorical, boolean), ``min`` and
-``max`` for numbers, ``categories`` for categoricals, and ``nullable``.
+``max`` for numbers (and an optional ``scale``: linear, or log for a skewed number
+such as a price, a public choice of encoding), ``categories`` for categoricals, and
+``nullable``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TYPES = ("continuous", "integer", "categorical", "boolean")
+SCALES = ("linear", "log")
 
 
 class SchemaError(ValueError):
@@ -31,6 +34,9 @@ class Column:
     max: float | None = None
     categories: tuple[str, ...] = ()
     nullable: bool = False
+    scale: str = "linear"
+    """How a number maps onto [0, 1]: linear in its bounds, or log (log1p of the distance
+    from min), which spreads a skewed number's crowded low values (declared, not learned)."""
 
     @property
     def numeric(self) -> bool:
@@ -70,6 +76,8 @@ class Schema:
             d: dict = {"name": c.name, "type": c.type, "nullable": c.nullable}
             if c.numeric:
                 d |= {"min": c.min, "max": c.max}
+                if c.scale != "linear":
+                    d["scale"] = c.scale
             if c.type == "categorical":
                 d["categories"] = list(c.categories)
             cols.append(d)
@@ -90,7 +98,8 @@ def parse_schema(data: dict, source: str) -> Schema:
         if name in seen:
             raise SchemaError(f"{where}: declared twice")
         seen.add(name)
-        unknown = set(raw) - {"name", "type", "min", "max", "categories", "nullable"}
+        unknown = set(raw) - {"name", "type", "min", "max", "categories", "nullable",
+                                "scale"}
         if unknown:
             raise SchemaError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         kind = raw.get("type")
@@ -107,7 +116,13 @@ def parse_schema(data: dict, source: str) -> Schema:
             if not ok or not lo < hi:
                 raise SchemaError(f"{where}: needs finite numbers min < max; got min={lo!r}, "
                                   f"max={hi!r}")
-            col = Column(name=name, type=kind, min=float(lo), max=float(hi), nullable=nullable)
+            scale = raw.get("scale", "linear")
+            if scale not in SCALES:
+                raise SchemaError(f"{where}: scale={scale!r}; allowed: {', '.join(SCALES)}")
+            col = Column(name=name, type=kind, min=float(lo), max=float(hi), nullable=nullable,
+                         scale=scale)
+        elif "scale" in raw:
+            raise SchemaError(f"{where}: scale is for continuous and integer columns only")
         elif kind == "categorical":
             cats = raw.get("categories")
             if (not isinstance(cats, list) or len(cats) < 2

@@ -1,7 +1,7 @@
 """Encode a table into model inputs in [0, 1] and decode samples back, from the schema alone.
 
 TVAE-style: one-hot categoricals, bounded numbers scaled by their declared bounds
-(out-of-bound values are clipped), booleans as 0/1, and a missing-indicator
+and scale (linear or log; out-of-bound values are clipped), booleans as 0/1, and a missing-indicator
 column for each nullable column. The target column becomes the class label that
 conditions the models. Nothing here looks at the data to decide how to encode it.
 """
@@ -37,6 +37,22 @@ def _cells_message(source: str, problems: list) -> str:
         return f"{source}: {shown[0]}"
     tail = f"; and {more} more" if more else ""
     return f"{source}: {len(problems)} bad cells: " + "; ".join(shown) + tail
+
+
+def to_unit(col: Column, values: np.ndarray) -> np.ndarray:
+    """A number's position in [0, 1] by its declared bounds and scale (clipped to them)."""
+    shifted = np.clip(values, col.min, col.max) - col.min
+    if col.scale == "log":
+        return np.log1p(shifted) / np.log1p(col.max - col.min)
+    return shifted / (col.max - col.min)
+
+
+def from_unit(col: Column, unit: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`to_unit` (positions outside [0, 1] are clipped first)."""
+    unit = np.clip(unit, 0.0, 1.0)
+    if col.scale == "log":
+        return np.expm1(unit * np.log1p(col.max - col.min)) + col.min
+    return unit * (col.max - col.min) + col.min
 
 
 @dataclass(frozen=True)
@@ -116,8 +132,7 @@ class TableCodec:
                 fraction = present & ~nan & (np.nan_to_num(values) % 1 != 0)
                 self._bad(problems, fraction, series, col.name, "not an integer:")
             values = np.nan_to_num(values, nan=col.min)
-            scaled = (np.clip(values, col.min, col.max) - col.min) / (col.max - col.min)
-            out[present, 0] = scaled[present]
+            out[present, 0] = to_unit(col, values)[present]
         elif col.type == "categorical":
             lookup = {c: k for k, c in enumerate(col.categories)}
             codes = text.map(lookup)
@@ -173,7 +188,7 @@ class TableCodec:
             block = x[:, seg.start:seg.end]
             missing = block[:, -1] > 0.5 if col.nullable else np.zeros(len(x), bool)
             if col.numeric:
-                values = np.clip(block[:, 0], 0, 1) * (col.max - col.min) + col.min
+                values = from_unit(col, block[:, 0])
                 if col.type == "integer":
                     s = pd.Series(np.round(values), dtype="Int64")
                 else:

@@ -36,6 +36,8 @@ def test_good_schema_parses_from_toml_and_json(tmp_path):
         (lambda d: d.update(target="nope"), "target='nope' is not a declared column"),
         (lambda d: d.update(target="a"), "target 'a' must be categorical or boolean"),
         (lambda d: d["columns"].append({"name": "a", "type": "boolean"}), "column 'a': declared twice"),
+        (lambda d: d["columns"][0].update(scale="sqrt"), "column 'a': scale='sqrt'; allowed: linear, log"),
+        (lambda d: d["columns"][1].update(scale="log"), "scale is for continuous and integer columns only"),
     ],
 )
 def test_bad_schemas_are_named(change, message):

@@ -90,3 +90,18 @@ def test_missing_and_extra_columns_are_named():
         CODEC.encode(_frame().drop(columns="region"), "f.csv")
     with pytest.raises(DataError, match="column\\(s\\) 'zip' are not in the schema"):
         CODEC.encode(_frame(zip=["1", "2", "3"]), "f.csv")
+
+
+def test_a_log_scaled_number_spreads_its_low_values_and_decodes_back():
+    schema = parse_schema({"target": "y", "columns": [
+        {"name": "fare", "type": "continuous", "min": 0, "max": 520, "scale": "log"},
+        {"name": "y", "type": "categorical", "categories": ["a", "b"]},
+    ]}, "log.toml")
+    codec = TableCodec(schema)
+    fares = ["0", "7.25", "30", "512.3", "600"]
+    x, y = codec.encode(pd.DataFrame({"fare": fares, "y": ["a"] * 5}), "f.csv")
+    assert x[0, 0] == 0.0 and x[4, 0] == 1.0  # bounds map to 0 and 1 (600 clipped)
+    assert x[1, 0] > 0.3  # a £7 fare sits a third of the way up, not at 1.4%
+    assert np.allclose(x[:, 0], np.log1p([0, 7.25, 30, 512.3, 520]) / np.log1p(520), atol=1e-6)
+    back = codec.decode(x, y).fare.to_numpy()
+    assert np.allclose(back, [0, 7.25, 30, 512.3, 520], rtol=1e-5)
