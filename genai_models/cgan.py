@@ -1,4 +1,4 @@
-"""A class-conditional GAN for small images.
+"""A class-conditional GAN for small images and tables.
 
 The discriminator is the only network that sees real records; the generator
 learns only through the discriminator's output on generated samples, so a DP
@@ -14,14 +14,27 @@ from torch import nn
 from torch.nn import functional as F
 
 from genai_models.conditioning import sample_labels
+from genai_models.table_codec import OutputHeads
+
+TEMPERATURE = 0.2
+"""CTGAN's Gumbel-softmax temperature: fakes are nearly one-hot, yet differentiable."""
 
 
 class Generator(nn.Module):
-    """Noise and a label to an image in [0, 1]."""
+    """Noise and a label to a record in [0, 1].
 
-    def __init__(self, num_features: int, num_classes: int, hidden_dim: int, latent_dim: int):
+    Images (``heads`` None): a sigmoid per pixel. Tables (CTGAN's output layer): a
+    Gumbel-softmax per categorical column, so a fake's one-hot block looks like a real
+    one's instead of a spread of probabilities the discriminator spots at once; a
+    relaxed Bernoulli per boolean and missing indicator; a sigmoid per number. In
+    ``sample`` the relaxations become draws (a category by its probability).
+    """
+
+    def __init__(self, num_features: int, num_classes: int, hidden_dim: int, latent_dim: int,
+                 heads: OutputHeads | None = None):
         super().__init__()
         self.num_classes = num_classes
+        self.heads = heads
         self.net = nn.Sequential(
             nn.Linear(latent_dim + num_classes, hidden_dim),
             nn.LeakyReLU(0.2),
@@ -29,11 +42,44 @@ class Generator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Linear(hidden_dim, num_features),
         )
+        binary = torch.zeros(num_features, dtype=torch.bool)
+        if heads is not None:
+            binary[:] = True
+            for start, width in heads.categorical:
+                binary[start:start + width] = False
+            binary[list(heads.numeric)] = False
+        self.register_buffer("_binary", binary, persistent=False)  # schema, not weights
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1], one per row of ``z``."""
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, draw: bool = False,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Records in [0, 1], one per row of ``z``: relaxed (training) or drawn (``draw``)."""
         onehot = F.one_hot(labels.long(), self.num_classes).to(z.dtype)
-        return torch.sigmoid(self.net(torch.cat([z, onehot], dim=1)))
+        logits = self.net(torch.cat([z, onehot], dim=1))
+        x = torch.sigmoid(logits)
+        if self.heads is None:
+            return x
+        b = self._binary
+        if draw:
+            x = x.clone()
+            coins = torch.rand(x[:, b].shape, generator=generator, dtype=x.dtype)
+            x[:, b] = (coins < x[:, b]).to(x.dtype)
+        else:  # binary Concrete: the sigmoid of (logit + logistic noise) / temperature
+            u = torch.rand_like(logits[:, b]).clamp(1e-6, 1 - 1e-6)
+            x = x.masked_scatter(
+                b.expand_as(x),
+                torch.sigmoid((logits[:, b] + torch.log(u) - torch.log1p(-u)) / TEMPERATURE))
+        parts, pos = [], 0
+        for start, width in self.heads.categorical:
+            parts += [x[:, pos:start]]
+            block = logits[:, start:start + width]
+            if draw:
+                pick = torch.multinomial(torch.softmax(block, dim=1), 1,
+                                         generator=generator).squeeze(1)
+                parts.append(F.one_hot(pick, width).to(x.dtype))
+            else:
+                parts.append(F.gumbel_softmax(block, tau=TEMPERATURE))
+            pos = start + width
+        return torch.cat([*parts, x[:, pos:]], dim=1)
 
 
 class Discriminator(nn.Module):
@@ -59,17 +105,18 @@ class Discriminator(nn.Module):
 class ConditionalGAN(nn.Module):
     """Generator and discriminator, averaged together, trained by the caller."""
 
-    def __init__(self, num_features: int, num_classes: int, hidden_dim: int, latent_dim: int):
+    def __init__(self, num_features: int, num_classes: int, hidden_dim: int, latent_dim: int,
+                 heads: OutputHeads | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.latent_dim = latent_dim
-        self.generator = Generator(num_features, num_classes, hidden_dim, latent_dim)
+        self.generator = Generator(num_features, num_classes, hidden_dim, latent_dim, heads)
         self.discriminator = Discriminator(num_features, num_classes, hidden_dim)
 
     def generate(
         self, labels: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Fake images for ``labels`` (differentiable, for the generator's step)."""
+        """Fake records for ``labels`` (differentiable, for the generator's step)."""
         z = torch.randn(len(labels), self.latent_dim, generator=generator)
         return self.generator(z, labels)
 
@@ -79,4 +126,5 @@ class ConditionalGAN(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` records in [0, 1] and their labels (balanced when not given)."""
         labels = sample_labels(n, self.num_classes, labels)
-        return self.generate(labels, generator), labels
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        return self.generator(z, labels, draw=True, generator=generator), labels

@@ -17,7 +17,8 @@ def _vae(spec: DataSpec, hidden_dim: int, latent_dim: int) -> nn.Module:
 
 
 def _gan(spec: DataSpec, hidden_dim: int, latent_dim: int) -> nn.Module:
-    return ConditionalGAN(spec.num_features, spec.num_classes, hidden_dim, latent_dim)
+    return ConditionalGAN(spec.num_features, spec.num_classes, hidden_dim, latent_dim,
+                          heads=spec.heads)
 
 
 MODELS: dict[str, Callable[[DataSpec, int, int], nn.Module]] = {"vae": _vae, "gan": _gan}
