@@ -3,9 +3,9 @@
 Pre-processing reads only the schema, never the private rows (invariant P5). A
 schema is a TOML or JSON file with a ``target`` and a list of ``columns``, each
 with ``name``, ``type`` (continuous, integer, categorical, boolean), ``min`` and
-``max`` for numbers (and an optional ``scale``: linear, or log for a skewed number
-such as a price, a public choice of encoding), ``categories`` for categoricals, and
-``nullable``.
+``max`` for numbers (and optional public encoding choices: ``scale``, linear or log
+for a skewed number such as a price, and ``bins``, see :class:`Column`), ``categories``
+for categoricals, and ``nullable``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 TYPES = ("continuous", "integer", "categorical", "boolean")
 SCALES = ("linear", "log")
+MAX_BINS = 100
 
 
 class SchemaError(ValueError):
@@ -37,6 +38,11 @@ class Column:
     scale: str = "linear"
     """How a number maps onto [0, 1]: linear in its bounds, or log (log1p of the distance
     from min), which spreads a skewed number's crowded low values (declared, not learned)."""
+    bins: int = 0
+    """0: a number is one value in [0, 1]. Otherwise it is encoded as one of ``bins``
+    equal-width bins of that scale (a categorical the models learn like any other) plus
+    its offset within the bin: mode-specific normalisation with modes fixed by the schema
+    instead of fitted to the rows. An integer with at most ``bins`` values is one-hot."""
 
     @property
     def numeric(self) -> bool:
@@ -78,6 +84,8 @@ class Schema:
                 d |= {"min": c.min, "max": c.max}
                 if c.scale != "linear":
                     d["scale"] = c.scale
+                if c.bins:
+                    d["bins"] = c.bins
             if c.type == "categorical":
                 d["categories"] = list(c.categories)
             cols.append(d)
@@ -99,7 +107,7 @@ def parse_schema(data: dict, source: str) -> Schema:
             raise SchemaError(f"{where}: declared twice")
         seen.add(name)
         unknown = set(raw) - {"name", "type", "min", "max", "categories", "nullable",
-                                "scale"}
+                                "scale", "bins"}
         if unknown:
             raise SchemaError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         kind = raw.get("type")
@@ -119,10 +127,16 @@ def parse_schema(data: dict, source: str) -> Schema:
             scale = raw.get("scale", "linear")
             if scale not in SCALES:
                 raise SchemaError(f"{where}: scale={scale!r}; allowed: {', '.join(SCALES)}")
+            bins = raw.get("bins", 0)
+            if isinstance(bins, bool) or not isinstance(bins, int) or not (
+                    bins == 0 or 2 <= bins <= MAX_BINS):
+                raise SchemaError(f"{where}: bins={bins!r}; allowed: 0 (none) or an integer "
+                                  f"from 2 to {MAX_BINS}")
             col = Column(name=name, type=kind, min=float(lo), max=float(hi), nullable=nullable,
-                         scale=scale)
-        elif "scale" in raw:
-            raise SchemaError(f"{where}: scale is for continuous and integer columns only")
+                         scale=scale, bins=bins)
+        elif "scale" in raw or "bins" in raw:
+            raise SchemaError(f"{where}: scale and bins are for continuous and integer "
+                              f"columns only")
         elif kind == "categorical":
             cats = raw.get("categories")
             if (not isinstance(cats, list) or len(cats) < 2

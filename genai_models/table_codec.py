@@ -55,6 +55,20 @@ def from_unit(col: Column, unit: np.ndarray) -> np.ndarray:
     return unit * (col.max - col.min) + col.min
 
 
+def bin_layout(col: Column) -> tuple[int, bool]:
+    """A number's bin positions and whether an offset within the bin follows them.
+
+    (0, True): no bins, the value itself. An integer column with at most ``bins`` values
+    gets one position per value and no offset (exact).
+    """
+    if not col.bins:
+        return 0, True
+    values = int(col.max - col.min) + 1
+    if col.type == "integer" and values <= col.bins:
+        return values, False
+    return col.bins, True
+
+
 @dataclass(frozen=True)
 class Segment:
     """Where one column's encoding sits in the feature vector."""
@@ -73,8 +87,9 @@ class Segment:
 class OutputHeads:
     """How a model's output maps onto a table's encoded columns (from the schema alone).
 
-    ``categorical`` holds (start, width) of each categorical's one-hot block (a softmax
-    head), ``numeric`` the positions of numbers scaled to [0, 1] (a Gaussian head);
+    ``categorical`` holds (start, width) of each categorical's one-hot block and of each
+    binned number's bins (a softmax head), ``numeric`` the positions of numbers, or of
+    their offsets within a bin, in [0, 1] (a Gaussian head);
     every other position (booleans, missing indicators) is a Bernoulli head.
     """
 
@@ -89,7 +104,11 @@ class TableCodec:
         self.schema = schema
         segments, pos = [], 0
         for col in schema.features:
-            width = len(col.categories) if col.type == "categorical" else 1
+            if col.numeric:
+                bins, offset = bin_layout(col)
+                width = bins + int(offset)
+            else:
+                width = len(col.categories) if col.type == "categorical" else 1
             segments.append(Segment(col, pos, width))
             pos = segments[-1].end
         self.segments = tuple(segments)
@@ -97,11 +116,17 @@ class TableCodec:
 
     def heads(self) -> OutputHeads:
         """The output head of every encoded position (see :class:`OutputHeads`)."""
-        return OutputHeads(
-            categorical=tuple((seg.start, seg.width) for seg in self.segments
-                              if seg.column.type == "categorical"),
-            numeric=tuple(seg.start for seg in self.segments if seg.column.numeric),
-        )
+        categorical, numeric = [], []
+        for seg in self.segments:
+            if seg.column.type == "categorical":
+                categorical.append((seg.start, seg.width))
+            elif seg.column.numeric:
+                bins, offset = bin_layout(seg.column)
+                if bins:
+                    categorical.append((seg.start, bins))
+                if offset:
+                    numeric.append(seg.start + bins)
+        return OutputHeads(categorical=tuple(categorical), numeric=tuple(numeric))
 
     @staticmethod
     def _bad(problems: list, mask: np.ndarray, series: pd.Series, column: str, why: str):
@@ -132,7 +157,18 @@ class TableCodec:
                 fraction = present & ~nan & (np.nan_to_num(values) % 1 != 0)
                 self._bad(problems, fraction, series, col.name, "not an integer:")
             values = np.nan_to_num(values, nan=col.min)
-            out[present, 0] = to_unit(col, values)[present]
+            bins, offset = bin_layout(col)
+            unit = to_unit(col, values)
+            rows = np.flatnonzero(present)
+            if not bins:
+                out[rows, 0] = unit[rows]
+            elif not offset:  # one position per integer value
+                index = np.clip(np.round(values) - col.min, 0, bins - 1).astype(int)
+                out[rows, index[rows]] = 1.0
+            else:
+                index = np.minimum(np.floor(unit * bins), bins - 1).astype(int)
+                out[rows, index[rows]] = 1.0
+                out[rows, bins] = (unit * bins - index)[rows]
         elif col.type == "categorical":
             lookup = {c: k for k, c in enumerate(col.categories)}
             codes = text.map(lookup)
@@ -188,7 +224,14 @@ class TableCodec:
             block = x[:, seg.start:seg.end]
             missing = block[:, -1] > 0.5 if col.nullable else np.zeros(len(x), bool)
             if col.numeric:
-                values = from_unit(col, block[:, 0])
+                bins, offset = bin_layout(col)
+                if not bins:
+                    values = from_unit(col, block[:, 0])
+                elif not offset:
+                    values = block[:, :bins].argmax(axis=1) + col.min
+                else:
+                    within = np.clip(block[:, bins], 0.0, 1.0)
+                    values = from_unit(col, (block[:, :bins].argmax(axis=1) + within) / bins)
                 if col.type == "integer":
                     s = pd.Series(np.round(values), dtype="Int64")
                 else:

@@ -37,7 +37,8 @@ def test_good_schema_parses_from_toml_and_json(tmp_path):
         (lambda d: d.update(target="a"), "target 'a' must be categorical or boolean"),
         (lambda d: d["columns"].append({"name": "a", "type": "boolean"}), "column 'a': declared twice"),
         (lambda d: d["columns"][0].update(scale="sqrt"), "column 'a': scale='sqrt'; allowed: linear, log"),
-        (lambda d: d["columns"][1].update(scale="log"), "scale is for continuous and integer columns only"),
+        (lambda d: d["columns"][1].update(scale="log"), "scale and bins are for continuous and integer"),
+        (lambda d: d["columns"][0].update(bins=1), "column 'a': bins=1; allowed: 0 (none) or an integer from 2 to 100"),
     ],
 )
 def test_bad_schemas_are_named(change, message):

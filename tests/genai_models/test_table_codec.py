@@ -105,3 +105,23 @@ def test_a_log_scaled_number_spreads_its_low_values_and_decodes_back():
     assert np.allclose(x[:, 0], np.log1p([0, 7.25, 30, 512.3, 520]) / np.log1p(520), atol=1e-6)
     back = codec.decode(x, y).fare.to_numpy()
     assert np.allclose(back, [0, 7.25, 30, 512.3, 520], rtol=1e-5)
+
+
+def test_binned_numbers_are_a_bin_and_an_offset_and_small_integers_are_exact():
+    schema = parse_schema({"target": "y", "columns": [
+        {"name": "age", "type": "continuous", "min": 0, "max": 80, "bins": 8},
+        {"name": "kids", "type": "integer", "min": 0, "max": 3, "bins": 10, "nullable": True},
+        {"name": "y", "type": "categorical", "categories": ["a", "b"]},
+    ]}, "bins.toml")
+    codec = TableCodec(schema)
+    assert codec.width == (8 + 1) + (4 + 1)  # age: 8 bins and an offset; kids: 4 values, NA
+    heads = codec.heads()
+    assert heads.categorical == ((0, 8), (9, 4)) and heads.numeric == (8,)
+    frame = pd.DataFrame({"age": ["0", "25", "80"], "kids": ["2", "", "0"], "y": ["a", "b", "a"]})
+    x, y = codec.encode(frame, "f.csv")
+    assert x[1, :8].tolist() == [0, 0, 1, 0, 0, 0, 0, 0] and abs(x[1, 8] - 0.5) < 1e-6
+    assert x[2, 7] == 1 and x[2, 8] == 1.0  # the top of the range: last bin, offset 1
+    assert x[0, 9:13].tolist() == [0, 0, 1, 0] and x[1, 13] == 1.0  # kids=2; kids missing
+    back = codec.decode(x, y)
+    assert np.allclose(back.age.to_numpy(float), [0, 25, 80], atol=1e-4)
+    assert back.kids.tolist()[0] == 2 and back.kids.isna().tolist() == [False, True, False]
