@@ -42,7 +42,10 @@ for table in $tables; do
         "$fedsynth" simulate --dataset csv --data "$out/data/$table.csv" \
           --schema "$schema" --seed "$seed" --out "$run" $flags > "$run.log" 2>&1 \
           || { echo "failed: see $run.log"; continue; }
-        "$fedsynth" audit "$run" >> "$run.log" 2>&1 || { echo "audit failed: see $run.log"; exit 1; }
+        case "$flags" in *"--epsilon inf"*) ;;  # no DP: the audit rightly fails it
+          *) "$fedsynth" audit "$run" >> "$run.log" 2>&1 \
+               || { echo "audit failed: see $run.log"; exit 1; } ;;
+        esac
       fi
       releases+=("fedsynth $name=$run/synthetic/synthetic.csv")
     done <<< "$cells"

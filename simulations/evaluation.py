@@ -21,6 +21,7 @@ from server.checkpoints import load_latest
 from simulations.attacks import dcr_attack, discriminator_attack, elbo_attack
 from simulations.collapse import release_flags
 from simulations.fidelity import image_fidelity, table_fidelity
+from simulations.quality_report import sdmetrics_quality
 from simulations.utility import tstr_trtr
 
 
@@ -57,9 +58,10 @@ def evaluate_release(run_dir: Path, config: ExperimentConfig,
         frame = pd.read_csv(run_dir / "synthetic" / "synthetic.csv", dtype=str,
                             keep_default_na=False)
         synthetic = LabelledData(*codec.encode(frame, "synthetic.csv"))
-        fidelity = table_fidelity(codec.decode(synthetic.x, synthetic.y),
-                                  codec.decode(holdout.x, holdout.y), codec.schema,
-                                  synthetic.x, holdout.x, seed)
+        released, real = codec.decode(synthetic.x, synthetic.y), codec.decode(holdout.x,
+                                                                              holdout.y)
+        fidelity = table_fidelity(released, real, codec.schema, synthetic.x, holdout.x, seed)
+        fidelity["sdmetrics"] = sdmetrics_quality(released, real, codec.schema)
         fidelity["bounds_source"] = codec.schema.bounds_source
     delta = config.delta
     attacks = {"dcr": dcr_attack(synthetic.x, train.x, holdout.x, delta, seed)}

@@ -246,6 +246,14 @@ def render_markdown(report: dict, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _sdmetrics_lines(q: dict | None) -> list[str]:
+    if not q:
+        return []
+    return ["", f"SDMetrics quality against the holdout ({q['library']}; 1 is the holdout "
+                f"itself): **{q['quality']:.3f}** (column shapes {q['column_shapes']:.3f}, "
+                f"column pair trends {q['column_pair_trends']:.3f})."]
+
+
 def _fidelity_lines(f: dict) -> list[str]:
     if "detection_auc" in f:
         corr = f["correlation_difference"]
@@ -258,6 +266,7 @@ def _fidelity_lines(f: dict) -> list[str]:
             + (f"; mean absolute difference of numeric correlations: {corr:.3f}." if corr
                is not None else "."),
             f"Numeric bounds: {f['bounds_source']}.",
+            *_sdmetrics_lines(f.get("sdmetrics")),
             "",
             "| column | metric | distance |",
             "| --- | --- | --- |",
@@ -342,6 +351,9 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
         return
     table.add_row("TSTR accuracy (logistic)", f"{u['tstr_accuracy']:.3f}")
     table.add_row("TRTR accuracy (logistic)", f"{u['trtr_accuracy']:.3f}")
+    quality = report["fidelity"].get("sdmetrics")
+    if quality:
+        table.add_row("SDMetrics quality", f"{quality['quality']:.3f}")
     attacks = report["attacks"]
     if "model" in attacks:
         table.add_row("attack AUC (model / DCR)",

@@ -92,6 +92,9 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
     assert report["utility"]["trtr_accuracy"] > 0.6
     assert 0 <= report["fidelity"]["detection_auc"] <= 1
     assert set(report["fidelity"]["columns"]) == {c.name for c in schema.columns}
+    quality = report["fidelity"]["sdmetrics"]
+    assert 0 < quality["quality"] <= 1 and quality["library"].startswith("sdmetrics ")
+    assert f"{quality['quality']:.3f}" in (out / "report.md").read_text()
     assert _cli("audit", str(out), cwd=table).returncode == 0
 
 
