@@ -14,3 +14,6 @@ bench local 8,2,1
 bench distributed 8,2,1 --noise distributed --rounds 150 --sample-rate 0.5
 bench distributed-short 1 --noise distributed --rounds 50 --sample-rate 0.5 --learning-rate 1.0
 bench local-nodp inf
+# Probes that met the two targets the table above missed (2026-11-29, second session):
+bench distributed-small 1 --noise distributed --rounds 25 --sample-rate 0.5 --hidden-dim 32
+bench local-nodp-3epochs inf --local-epochs 3
