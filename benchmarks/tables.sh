@@ -12,10 +12,14 @@ seeds=${SEEDS:-0 1 2}
 tables=${TABLES:-titanic breast-cancer}
 peers=${PEERS:-mst:8 mst:1 aim:8 aim:1}
 # name|fedsynth flags (10 owners and the rest of the defaults unless a flag says otherwise)
+# The distributed cells add each owner's noise share to a SecAgg+ sum (one DP-SGD step a
+# round, the trust assumption in their reports); the rest are local noise.
 cells=${CELLS:-"vae-8|--model vae --epsilon 8
 vae-1|--model vae --epsilon 1
 vae-inf|--model vae --epsilon inf
-gan-8|--model gan --epsilon 8"}
+gan-8|--model gan --epsilon 8 --local-epochs 10
+vae-8-distributed|--model vae --epsilon 8 --noise distributed --rounds 50 --sample-rate 0.5
+vae-1-distributed|--model vae --epsilon 1 --noise distributed --rounds 50 --sample-rate 0.5"}
 fedsynth=${FEDSYNTH:-.venv/bin/fedsynth}
 peer_venv=${PEER_VENV:-.venv-peers}
 here=benchmarks/tables
