@@ -66,7 +66,7 @@ def _g_step(model: ConditionalGAN, disc, g_opt, n: int) -> None:
     discriminator learns slowly and the generator otherwise settles on the one row it
     likes best (measured: 97% repeated rows on the Titanic table at ε 8).
     """
-    half = n // 2
+    half = max(1, n // 2)
     labels = torch.randint(0, model.num_classes, (half,)).repeat(2)
     z = torch.randn(2 * half, model.latent_dim)
     g_opt.zero_grad(set_to_none=True)

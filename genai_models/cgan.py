@@ -42,13 +42,9 @@ class Generator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Linear(hidden_dim, num_features),
         )
-        binary = torch.zeros(num_features, dtype=torch.bool)
-        if heads is not None:
-            binary[:] = True
-            for start, width in heads.categorical:
-                binary[start:start + width] = False
-            binary[list(heads.numeric)] = False
-        self.register_buffer("_binary", binary, persistent=False)  # schema, not weights
+        binary = heads.bernoulli(num_features) if heads else [False] * num_features
+        self.register_buffer("_binary", torch.tensor(binary, dtype=torch.bool),
+                             persistent=False)  # schema, not weights
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor, draw: bool = False,
                 generator: torch.Generator | None = None) -> torch.Tensor:

@@ -49,13 +49,11 @@ class ConditionalVAE(nn.Module):
         )
         with torch.no_grad():  # numbers start with a scale of 0.1 of their range, not 1
             self.decoder[-1].bias[num_features:] = math.log(0.1)
-        bernoulli = torch.ones(num_features, dtype=torch.bool)
-        for start, width in heads.categorical if heads else ():
-            bernoulli[start:start + width] = False
-        bernoulli[list(numeric)] = False
+        bernoulli = heads.bernoulli(num_features) if heads else [True] * num_features
         # Constants of the schema, not weights: kept out of the state dict (and so out of
         # what owners send and the coordinator averages).
-        self.register_buffer("_bernoulli", bernoulli, persistent=False)
+        self.register_buffer("_bernoulli", torch.tensor(bernoulli, dtype=torch.bool),
+                             persistent=False)
         self.register_buffer("_numeric", torch.tensor(numeric, dtype=torch.long),
                              persistent=False)
 

@@ -96,6 +96,15 @@ class OutputHeads:
     categorical: tuple[tuple[int, int], ...]
     numeric: tuple[int, ...]
 
+    def bernoulli(self, width: int) -> list[bool]:
+        """For each of ``width`` encoded positions, whether it is a Bernoulli head."""
+        flags = [True] * width
+        for start, block in self.categorical:
+            flags[start:start + block] = [False] * block
+        for position in self.numeric:
+            flags[position] = False
+        return flags
+
 
 class TableCodec:
     """The schema's encoder and decoder."""

@@ -109,3 +109,13 @@ def test_fakes_per_step_do_not_follow_the_private_batch(monkeypatch):
                       max_grad_norm=1.0, normaliser=7, learning_rate=0.1, accountant="rdp")
     assert len({real for real, _ in sizes}) > 1, "Poisson real batches vary"
     assert {fakes for _, fakes in sizes} == {7}
+
+
+def test_a_public_batch_of_one_fake_still_moves_the_generator():
+    model, data = _gan(), _data()
+    before = [p.detach().clone() for p in model.generator.parameters()]
+    train_private_gan(model, data, steps=2, noise_multiplier=1.0, sample_rate=0.25,
+                      max_grad_norm=1.0, normaliser=1, learning_rate=0.1, accountant="rdp")
+    after = list(model.generator.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
