@@ -1,8 +1,9 @@
 """Encode a table into model inputs in [0, 1] and decode samples back, from the schema alone.
 
-TVAE-style: one-hot categoricals, bounded numbers scaled by their declared bounds
-and scale (linear or log; out-of-bound values are clipped), booleans as 0/1, and a missing-indicator
-column for each nullable column. The target column becomes the class label that
+TVAE-style: one-hot categoricals, bounded numbers scaled by their declared bounds and
+scale (linear or log; out-of-bound values are clipped), optionally as a public bin plus
+an offset within it, booleans as 0/1, and a missing-indicator column for each nullable
+column. The target column becomes the class label that
 conditions the models. Nothing here looks at the data to decide how to encode it.
 """
 
