@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sdmetrics.reports.single_table import QualityReport
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
@@ -27,6 +26,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tables_common import TableSchema  # noqa: E402
+
+from simulations.quality_report import sdmetrics_quality  # noqa: E402
 
 
 def _classifier(schema: TableSchema):
@@ -55,14 +56,10 @@ def tstr(schema: TableSchema, train: pd.DataFrame, holdout: pd.DataFrame) -> dic
 
 
 def quality(schema: TableSchema, real: pd.DataFrame, synthetic: pd.DataFrame) -> dict:
-    """SDMetrics' QualityReport scores (0 to 1, higher is closer to the real rows)."""
-    columns = {c: {"sdtype": "categorical"} for c in [*schema.categorical, schema.target]}
-    columns |= {c: {"sdtype": "numerical"} for c in schema.numeric}
-    report = QualityReport()
-    report.generate(real, synthetic[list(real.columns)], {"columns": columns}, verbose=False)
-    props = report.get_properties().set_index("Property")["Score"]
-    return {"quality": float(report.get_score()), "shapes": float(props["Column Shapes"]),
-            "trends": float(props["Column Pair Trends"])}
+    """SDMetrics' QualityReport scores, computed as fedsynth's report computes them."""
+    q = sdmetrics_quality(synthetic, real, schema.schema)
+    return {"quality": q["quality"], "shapes": q["column_shapes"],
+            "trends": q["column_pair_trends"]}
 
 
 def main() -> None:

@@ -1,14 +1,14 @@
 """What the table benchmark's peer-side scripts share: the schema, the split, the frames.
 
-Runs in .venv-peers (pandas < 3), so it reads the schema TOML itself instead of importing
-fedsynth. The split repeats fedsynth's own (scikit-learn's stratified ``train_test_split``
-of the row indices, labels coded by the schema's class order, the run's seed), so every
-system trains on the same rows and is scored on the same holdout.
+Runs in .venv-peers, importing fedsynth's schema loader (and, in score.py, its SDMetrics
+scoring) from the checkout. The split repeats fedsynth's own (scikit-learn's stratified
+``train_test_split`` of the row indices, labels coded by the schema's class order, the
+run's seed), so every system trains on the same rows and is scored on the same holdout.
 """
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +16,17 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the fedsynth checkout
+from genai_models.schema import Schema, load_schema  # noqa: E402
+
 HOLDOUT = 0.3
 
 
 @dataclass(frozen=True)
 class TableSchema:
-    """The parts of a fedsynth schema the scorer and the peers need."""
+    """The fedsynth schema, and the column groups the scorer and the peers need."""
 
+    schema: Schema
     target: str
     classes: tuple[str, ...]
     categorical: dict[str, tuple[str, ...]]
@@ -30,18 +34,13 @@ class TableSchema:
 
     @classmethod
     def load(cls, path: str | Path) -> TableSchema:
-        """Read a fedsynth schema TOML."""
-        data = tomllib.loads(Path(path).read_text())
-        cats, nums = {}, {}
-        for col in data["columns"]:
-            if col["type"] == "categorical":
-                cats[col["name"]] = tuple(str(c) for c in col["categories"])
-            elif col["type"] == "boolean":
-                cats[col["name"]] = ("False", "True")
-            else:
-                nums[col["name"]] = (float(col["min"]), float(col["max"]), col["type"])
-        target = data["target"]
-        return cls(target, cats[target], {k: v for k, v in cats.items() if k != target}, nums)
+        """Read a schema with fedsynth's own loader."""
+        schema = load_schema(path)
+        cats = {c.name: (c.categories if c.type == "categorical" else ("False", "True"))
+                for c in schema.features if not c.numeric}
+        nums = {c.name: (c.min, c.max, c.type) for c in schema.features if c.numeric}
+        return cls(schema, schema.target, schema.target_column.categories or ("False", "True"),
+                   cats, nums)
 
     def read(self, path: str | Path) -> pd.DataFrame:
         """A CSV with categoricals as strings and numbers as floats."""
