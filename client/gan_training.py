@@ -26,10 +26,8 @@ from client.dp_training import (
     run_epochs,
 )
 from genai_models.cgan import ConditionalGAN
+from genai_models.gan_steps import generator_step
 from privacy.update_bound import GENERATOR_BETAS, GENERATOR_LR
-
-MODE_SEEKING = 1.0
-"""Weight of the mode-seeking term in the generator's loss (MSGAN's lambda)."""
 
 
 def _generator_optimizer(model: ConditionalGAN) -> torch.optim.Optimizer:
@@ -58,25 +56,6 @@ def discriminator_loss(disc, x: torch.Tensor, y: torch.Tensor, target: torch.Ten
     return per_record.sum() / max(len(x), 1)
 
 
-def _g_step(model: ConditionalGAN, disc, g_opt, n: int) -> None:
-    """One generator step on ``n`` fakes (in pairs sharing a label), fakes only (P1).
-
-    Beside the non-saturating loss, MSGAN's mode-seeking term (Mao et al., 2019): two
-    noise vectors must give outputs as far apart as the vectors are. Under DP the
-    discriminator learns slowly and the generator otherwise settles on the one row it
-    likes best (measured: 97% repeated rows on the Titanic table at ε 8).
-    """
-    half = max(1, n // 2)
-    labels = torch.randint(0, model.num_classes, (half,)).repeat(2)
-    z = torch.randn(2 * half, model.latent_dim)
-    g_opt.zero_grad(set_to_none=True)
-    fake = model.generator(z, labels)
-    loss = F.binary_cross_entropy_with_logits(disc(fake, labels), torch.ones(2 * half))
-    spread = (fake[:half] - fake[half:]).abs().mean(1) / (z[:half] - z[half:]).abs().mean(1)
-    (loss + MODE_SEEKING / (spread.mean() + 1e-5)).backward()
-    g_opt.step()
-
-
 def _alternating_step(model: ConditionalGAN, disc, d_opt, g_opt, num_fakes: int,
                       clip: float | None):
     """One discriminator step on real and ``num_fakes`` fake records, then one generator step.
@@ -97,7 +76,7 @@ def _alternating_step(model: ConditionalGAN, disc, d_opt, g_opt, num_fakes: int,
         clipper = getattr(d_opt, "clipper", None)
         if clipper is not None:  # no per-sample gradients from the generator's step
             clipper.enabled = False
-        _g_step(model, disc, g_opt, num_fakes)
+        generator_step(model, disc, g_opt, num_fakes)
         if clipper is not None:
             clipper.enabled = True
         d_opt.zero_grad(set_to_none=True)

@@ -75,18 +75,21 @@ def noisy_share(model: torch.nn.Module, data: LabelledData, plan: SecureSumPlan,
                 sample_rate: float, generator: torch.Generator) -> list[np.ndarray]:
     """One Poisson batch's clipped gradient sum, projected, scaled, noised, on the grid.
 
-    Returns float64 arrays in ``model.parameters()`` order, every value a multiple of
-    the grid step within ±R (Flower's quantisation then maps them exactly).
+    The gradient is the model's per-record loss on real records over its
+    ``record_network`` (the whole VAE; the GAN's discriminator). Returns float64 arrays
+    in that network's ``parameters()`` order, every value a multiple of the grid step
+    within ±R (Flower's quantisation then maps them exactly).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    clipper = LinearClipper(model, loss_reduction="mean")
+    network = model.record_network
+    params = [p for p in network.parameters() if p.requires_grad]
+    clipper = LinearClipper(network, loss_reduction="mean")
     try:
         mask = torch.rand(len(data), generator=generator) < sample_rate
         xb, yb = torch.from_numpy(data.x)[mask], torch.from_numpy(data.y)[mask]
         model.train()
         model.zero_grad(set_to_none=True)
         if len(xb):
-            loss = model(xb, yb, generator=generator).sum() / len(xb)
+            loss = model.record_loss(xb, yb, generator=generator).sum() / len(xb)
             loss.backward()
         sums = clipper.clipped_sums(plan.max_grad_norm)
     finally:

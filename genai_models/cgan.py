@@ -79,23 +79,34 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """An image and its label to a real-vs-fake logit."""
+    """A record and its label to a real-vs-fake logit: a projection discriminator.
+
+    The logit is ψ(φ(x)) + ⟨e_y, φ(x)⟩ (Miyato & Koyama 2018): the label enters as an
+    inner product with the record's features rather than as extra inputs. Measured on
+    digits without DP: with the label concatenated to the input, a generator trained
+    for 300 steps drew records that a classifier of real digits labelled at chance
+    (TSTR 0.10-0.24); with the projection, 97-100% matched their label (TSTR 0.78).
+    """
 
     def __init__(self, num_features: int, num_classes: int, hidden_dim: int):
         super().__init__()
         self.num_classes = num_classes
-        self.net = nn.Sequential(
-            nn.Linear(num_features + num_classes, hidden_dim),
+        self.features = nn.Sequential(
+            nn.Linear(num_features, hidden_dim),
             nn.LeakyReLU(0.2),
             nn.Linear(hidden_dim, hidden_dim),
             nn.LeakyReLU(0.2),
-            nn.Linear(hidden_dim, 1),
         )
+        self.realness = nn.Linear(hidden_dim, 1)
+        self.embedding = nn.Linear(num_classes, hidden_dim, bias=False)
+        """A class's embedding e_y (a linear layer on the one-hot label, so that the
+        per-sample clipping of linear layers covers it)."""
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One logit per row, shape ``(batch,)``."""
         onehot = F.one_hot(labels.long(), self.num_classes).to(x.dtype)
-        return self.net(torch.cat([x, onehot], dim=1)).squeeze(1)
+        phi = self.features(x)
+        return self.realness(phi).squeeze(1) + (self.embedding(onehot) * phi).sum(1)
 
 
 class ConditionalGAN(nn.Module):
@@ -108,6 +119,21 @@ class ConditionalGAN(nn.Module):
         self.latent_dim = latent_dim
         self.generator = Generator(num_features, num_classes, hidden_dim, latent_dim, heads)
         self.discriminator = Discriminator(num_features, num_classes, hidden_dim)
+
+    @property
+    def record_network(self) -> nn.Module:
+        """The network whose gradient on real records is shared: the discriminator only."""
+        return self.discriminator
+
+    def record_loss(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Per-record loss on real records: the discriminator's real term, −log D(x, y).
+
+        Its fake term and the generator's loss hold no real record; whoever holds the
+        model computes them (post-processing). ``generator`` is unused (no randomness).
+        """
+        return F.softplus(-self.discriminator(x, labels))
 
     def generate(
         self, labels: torch.Tensor, generator: torch.Generator | None = None

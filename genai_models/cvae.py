@@ -102,6 +102,17 @@ class ConditionalVAE(nn.Module):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
         return self._reconstruction(out, x) + kl
 
+    @property
+    def record_network(self) -> nn.Module:
+        """The network whose gradient on real records is shared: all of the VAE."""
+        return self
+
+    def record_loss(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Per-record loss on real records (the negative ELBO), as in :meth:`forward`."""
+        return self(x, labels, generator=generator)
+
     @torch.no_grad()
     def sample(
         self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None

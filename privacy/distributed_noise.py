@@ -189,13 +189,14 @@ def public_noise(settings) -> tuple[float, bool]:
 def plan_for(settings, spec) -> SecureSumPlan:
     """The checked plan of a distributed-noise proposal, for its model on data ``spec``.
 
-    The vector each owner sends is as long as the proposal's model has weights.
+    The vector each owner sends is as long as the network that reads its records has
+    weights (the whole VAE; the GAN's discriminator).
     """
     from genai_models import build_model
 
     model = build_model(settings.model, spec, hidden_dim=settings.hidden_dim,
                         latent_dim=settings.latent_dim)
-    dimension = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    dimension = sum(p.numel() for p in model.record_network.parameters() if p.requires_grad)
     sigma, _ = public_noise(settings)
     return SecureSumPlan(
         noise_multiplier=sigma,

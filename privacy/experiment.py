@@ -130,7 +130,9 @@ class ExperimentConfig:
     """Where DP-SGD noise is added: local (each owner noises its own update fully; trusts
     no one) or distributed (one DP-SGD step a round; each owner adds a share and Flower's
     SecAgg+ reveals only the sum, which carries the full noise while enough honest owners
-    are in it; VAE, every owner every round)."""
+    are in it; every owner every round; for the GAN the sum is the discriminator's
+    real-record gradient, and the coordinator takes the fakes' term and the generator's
+    step)."""
     dropout_margin: float = 0.2
     """Distributed noise: share of the owners that may drop out of a round; a sum of fewer
     than the rest is never released (the round is discarded)."""
@@ -302,8 +304,9 @@ class ExperimentConfig:
         if not self.distributed:
             return
         needs = {"private": (self.private, "a finite epsilon (distributed noise is DP noise)"),
-                 "model": (self.model == "vae", "vae (the GAN's generator step is not a "
-                                                 "secure sum)"),
+                 "optimizer": (self.model != "gan" or self.optimizer == "adam",
+                               "adam for the GAN (the coordinator's discriminator step; "
+                               "try --optimizer adam --learning-rate 0.002)"),
                  "fraction": (self.fraction == 1.0, "1 (every owner every round: the shares "
                                                     "are calibrated to the owners in the sum)"),
                  "client_dp": (self.client_dp == "none", "none with distributed noise"),

@@ -11,7 +11,9 @@ the survivors too, so a sum of fewer owners is never unmasked at all.
 
 The coordinator sees the sum, never an owner's vector: per-owner bounds and robust
 aggregation are impossible here; the released step is clipped to what honest owners'
-vectors can reach (post-processing).
+vectors can reach (post-processing). For the GAN the sum is the discriminator's
+real-record term; the coordinator adds the fakes' term and takes the generator's step
+itself (neither reads a record: post-processing of the released sum).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from rich.console import Console
 
+from genai_models.cgan import ConditionalGAN
+from genai_models.gan_steps import fake_term, generator_step
 from privacy.distributed_noise import (
     KEY_PROOF,
     KEY_PROOFS,
@@ -46,6 +50,7 @@ from privacy.distributed_noise import (
 )
 from privacy.experiment import ExperimentConfig
 from privacy.ledger import Ledger
+from privacy.update_bound import GENERATOR_BETAS, GENERATOR_LR
 from server.owner_guard import RunState, record
 from server.replies import ReplyJudge
 
@@ -148,12 +153,21 @@ class SecureRound:
     model: torch.nn.Module
     accepted: int = 0
     optimizer: torch.optim.Optimizer | None = None
+    generator_optimizer: torch.optim.Optimizer | None = None
+    """The GAN's generator's (the coordinator trains it: it never reads a real record)."""
 
     def __post_init__(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for p in self.model.record_network.parameters() if p.requires_grad]
         s = self.settings
-        self.optimizer = torch.optim.Adam(params, lr=s.learning_rate) if s.optimizer == "adam" \
-            else torch.optim.SGD(params, lr=s.learning_rate, momentum=s.server_momentum)
+        if isinstance(self.model, ConditionalGAN):  # Adam with the GAN's betas for both nets
+            self.optimizer = torch.optim.Adam(params, lr=s.learning_rate, betas=GENERATOR_BETAS)
+            self.generator_optimizer = torch.optim.Adam(
+                self.model.generator.parameters(), lr=GENERATOR_LR, betas=GENERATOR_BETAS)
+        elif s.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=s.learning_rate)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=s.learning_rate,
+                                             momentum=s.server_momentum)
 
     def workflow(self) -> SecAggPlusWorkflow:
         """Flower's SecAgg+ with the settings every owner checks before taking part."""
@@ -228,12 +242,25 @@ class SecureRound:
             self.state.clipped.append(f"round {server_round}: the secure sum's mean: norm "
                                       f"{norm:.4g} > bound {bound:.4g}")
         self.model.load_state_dict(weights)
+        gan = self.generator_optimizer is not None
+        # The GAN's discriminator: the real records' term is the released mean, the
+        # fakes' term (no real record in it) is computed here, as many fakes as the
+        # owners' public batches hold real records.
+        fakes = self.settings.batch_size * n
+        self.optimizer.zero_grad(set_to_none=True)
+        if gan:
+            fake_term(self.model, fakes).backward()
         start = 0
-        for p in (p for p in self.model.parameters() if p.requires_grad):
-            p.grad = flat[start:start + p.numel()].reshape(p.shape).to(p.dtype)
+        for p in (p for p in self.model.record_network.parameters() if p.requires_grad):
+            released = flat[start:start + p.numel()].reshape(p.shape).to(p.dtype)
+            p.grad = released if p.grad is None else p.grad + released
             start += p.numel()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if gan:  # post-processing of the released discriminator
+            generator_step(self.model, self.model.discriminator, self.generator_optimizer,
+                           fakes)
+            self.model.zero_grad(set_to_none=True)
         return ArrayRecord({k: v.detach().clone() for k, v in self.model.state_dict().items()})
 
 

@@ -61,6 +61,20 @@ def test_every_round_is_one_secure_sum_of_signed_shares(secure_run):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_a_gan_shares_its_discriminator_and_the_coordinator_trains_its_generator(tmp_path):
+    out, _ = _simulate(tmp_path, "--model", "gan", "--optimizer", "adam", "--learning-rate",
+                       "0.002", "--dropout-margin", "0.34")
+    lines = _lines(out)
+    assert len(lines) == 6 and {e["verdict"] for e in lines} == {"accepted"}
+    assert all(e["steps"] == 1 and e["noise"] == "distributed" for e in lines)
+    first = torch.load(out / "checkpoints" / "round-000.pt", weights_only=False)["model"]
+    last = torch.load(out / "checkpoints" / "round-002.pt", weights_only=False)["model"]
+    for net in ("discriminator.", "generator."):  # the sums moved one, the coordinator the other
+        assert any(not torch.equal(first[k], last[k]) for k in first if k.startswith(net))
+    proc = _audit(out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.faults
 def test_a_sum_of_fewer_owners_than_promised_is_never_released(tmp_path):
     # Owner 2's own budget cannot take a step: it declines, and the two others are

@@ -179,12 +179,13 @@ def test_weights_a_coordinator_crafted_cannot_let_a_record_escape_its_clipping()
     hidden, batch = 256, 1024
     disc = build_model("gan", DIGITS, hidden_dim=hidden, latent_dim=8).discriminator
     with torch.no_grad():  # a global model a coordinator could send
-        disc.net[0].weight.normal_(0, 0.1)
-        disc.net[0].bias.fill_(0.95 * math.sqrt(3.4e38 / hidden))
-        disc.net[2].weight.normal_(0, 1e-21)
-        disc.net[2].bias.zero_()
-        disc.net[4].weight.fill_(4e-23 * batch)
-        disc.net[4].bias.zero_()
+        disc.features[0].weight.normal_(0, 0.1)
+        disc.features[0].bias.fill_(0.95 * math.sqrt(3.4e38 / hidden))
+        disc.features[2].weight.normal_(0, 1e-21)
+        disc.features[2].bias.zero_()
+        disc.realness.weight.fill_(4e-23 * batch)
+        disc.realness.bias.zero_()
+        disc.embedding.weight.zero_()
     x, y = torch.rand(batch, 64), torch.randint(0, 10, (batch,))
     target = torch.cat([torch.ones(batch // 2), torch.zeros(batch // 2)])
 

@@ -101,6 +101,31 @@ def test_the_signal_is_the_clipped_sum_divided_by_the_public_batch_size():
     assert np.abs(share - want).max() < 8 * tiny.share_std + tiny.grid
 
 
+def test_a_gan_owner_shares_only_its_discriminator_real_term_clipped():
+    """The generator never reads a record: its weights are not in the share at all."""
+    torch.manual_seed(0)
+    model, data = build_model("gan", resolve("digits")[0], hidden_dim=16, latent_dim=4), _data(8)
+    disc = model.discriminator
+    tiny = SecureSumPlan(noise_multiplier=1e-3, survivors=2, colluders=0, max_grad_norm=1.0,
+                         batch_size=16, dimension=sum(p.numel() for p in disc.parameters()),
+                         owners=3)
+    generator_before = [p.detach().clone() for p in model.generator.parameters()]
+    share = noisy_share(model, data, tiny, sample_rate=1.0,
+                        generator=torch.Generator().manual_seed(3))
+    assert [a.shape for a in share] == [tuple(p.shape) for p in disc.parameters()]
+    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    clipper = LinearClipper(disc)
+    (torch.nn.functional.softplus(-disc(x, y)).sum() / len(x)).backward()  # −log D(x, y)
+    sums = clipper.clipped_sums(1.0)
+    clipper.remove()
+    want = torch.cat([sums[p].reshape(-1) for p in disc.parameters()]).double().numpy() / 16
+    flat = np.concatenate([a.ravel() for a in share])
+    assert np.linalg.norm(want) > 0.01
+    assert np.abs(flat - want).max() < 8 * tiny.share_std + tiny.grid
+    after = list(model.generator.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(generator_before, after, strict=True))
+
+
 def test_the_owner_refuses_secagg_settings_its_accounting_does_not_assume():
     plan = _plan(_model(), survivors_=3, colluders=1, owners=5)
     good = {Key.CLIPPING_RANGE: plan.clipping_range, Key.TARGET_RANGE: QUANTIZATION_RANGE,
@@ -130,7 +155,13 @@ def test_the_proposal_is_checked_before_anyone_is_asked():
     sigma, counts = public_noise(ok)
     assert sigma > 0 and counts
     assert plan_for(ok, resolve("digits")[0]).survivors == 4
-    for bad, key in (({"model": "gan"}, "model"), ({"fraction": 0.5}, "fraction"),
+    gan = ExperimentConfig.parse({"noise": "distributed", "num-clients": 5, "model": "gan",
+                                  "optimizer": "adam", "learning-rate": 0.002}, "t")
+    model = build_model("gan", resolve("digits")[0], hidden_dim=gan.hidden_dim,
+                        latent_dim=gan.latent_dim)
+    assert plan_for(gan, resolve("digits")[0]).dimension == sum(
+        p.numel() for p in model.discriminator.parameters())  # the generator is not shared
+    for bad, key in (({"model": "gan"}, "optimizer"), ({"fraction": 0.5}, "fraction"),
                      ({"epsilon": "inf"}, "epsilon"), ({"colluders": 4}, "colluders"),
                      ({"num-clients": 300}, "num-clients"),
                      ({"num-clients": 2, "dropout-margin": 0.5}, "dropout-margin"),

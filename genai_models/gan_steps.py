@@ -1,0 +1,49 @@
+"""The GAN's steps that hold no real record: the generator's step and the fakes' term.
+
+Owners take them inside local training; under distributed noise the coordinator
+takes them on the discriminator that the secure sum released (post-processing).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from genai_models.cgan import ConditionalGAN
+
+MODE_SEEKING = 1.0
+"""Weight of the mode-seeking term in the table generator's loss (MSGAN's lambda).
+
+Tables only: on digits (distributed noise, ε 8, 300 steps) it kept the generator's
+records unrelated to their labels (TSTR 0.09, against 0.77 without it)."""
+
+
+def generator_step(model: ConditionalGAN, disc, optimizer: torch.optim.Optimizer,
+                   n: int) -> None:
+    """One generator step on ``n`` fakes (in pairs sharing a label), fakes only (P1).
+
+    ``disc`` is the discriminator to fool (the model's own, or its privatized view).
+    Beside the non-saturating loss, for tables, MSGAN's mode-seeking term (Mao et al.,
+    2019): two noise vectors must give outputs as far apart as the vectors are. Under
+    DP the discriminator learns slowly and a table generator otherwise settles on the
+    one row it likes best (measured: 97% repeated rows on the Titanic table at ε 8).
+    """
+    half = max(1, n // 2)
+    labels = torch.randint(0, model.num_classes, (half,)).repeat(2)
+    z = torch.randn(2 * half, model.latent_dim)
+    optimizer.zero_grad(set_to_none=True)
+    fake = model.generator(z, labels)
+    loss = F.binary_cross_entropy_with_logits(disc(fake, labels), torch.ones(2 * half))
+    if model.generator.heads is not None:
+        spread = (fake[:half] - fake[half:]).abs().mean(1) / (z[:half] - z[half:]).abs().mean(1)
+        loss = loss + MODE_SEEKING / (spread.mean() + 1e-5)
+    loss.backward()
+    optimizer.step()
+
+
+def fake_term(model: ConditionalGAN, n: int) -> torch.Tensor:
+    """The discriminator's loss on ``n`` fresh fakes with uniform labels: mean −log(1 − D)."""
+    labels = torch.randint(0, model.num_classes, (n,))
+    with torch.no_grad():
+        fakes = model.generate(labels)
+    return F.softplus(model.discriminator(fakes, labels)).mean()
