@@ -17,3 +17,7 @@ bench local-nodp inf
 # Probes that met the two targets the table above missed (2026-11-29, second session):
 bench distributed-small 1 --noise distributed --rounds 25 --sample-rate 0.5 --hidden-dim 32
 bench local-nodp-3epochs inf --local-epochs 3
+# The DP GAN under distributed noise (2026-11-29, third session): owners share the
+# discriminator's real-record gradient; the coordinator trains the generator.
+bench gan-distributed 8 --model gan --noise distributed --optimizer adam \
+  --learning-rate 0.002 --rounds 300 --sample-rate 0.5 --hidden-dim 128 --latent-dim 32

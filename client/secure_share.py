@@ -50,6 +50,7 @@ from opacus.optimizers.optimizer import _generate_noise
 
 from client.dataset import LabelledData
 from client.linear_clipping import LinearClipper
+from privacy import secagg_masks
 from privacy.distributed_noise import (
     KEY_PROOF,
     KEY_PROOFS,
@@ -62,6 +63,8 @@ from privacy.distributed_noise import (
     session_id,
 )
 from privacy.signing import Signer
+
+secagg_masks.install()  # this owner's masks come from the full key (see privacy.secagg_masks)
 
 ERROR_CODE = 0  # flwr's ErrorCode.UNKNOWN: the owner declined; the reason says how
 GATE_RECORD = "fedsynth-secure-gate"
@@ -286,6 +289,8 @@ def run_secure_stage(msg: Message, context: Context, call_next, owner_of) -> Mes
     inside Flower's mod, may the owner compute a share (:data:`SESSION`, holding the
     session as Flower's own saved state records it).
     """
+    if not secagg_masks.installed():  # Flower's own generator: 32-bit mask seeds
+        raise ValueError("SecAgg+ masks would not come from the full key")
     if msg.metadata.message_type != MessageType.TRAIN:  # Flower's mod would pass it through
         raise ValueError(f"a secure sum's message of type {msg.metadata.message_type!r}")
     configs = msg.content.config_records[RECORD_KEY_CONFIGS]

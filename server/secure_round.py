@@ -39,6 +39,7 @@ from rich.console import Console
 
 from genai_models.cgan import ConditionalGAN
 from genai_models.gan_steps import fake_term, generator_step
+from privacy import secagg_masks
 from privacy.distributed_noise import (
     KEY_PROOF,
     KEY_PROOFS,
@@ -53,6 +54,8 @@ from privacy.ledger import Ledger
 from privacy.update_bound import GENERATOR_BETAS, GENERATOR_LR
 from server.owner_guard import RunState, record
 from server.replies import ReplyJudge
+
+secagg_masks.install()  # unmask with the owners' generator (see privacy.secagg_masks)
 
 console = Console(highlight=False)
 

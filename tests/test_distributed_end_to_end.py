@@ -46,6 +46,9 @@ def test_every_round_is_one_secure_sum_of_signed_shares(secure_run):
         assert e["secagg_participants"] == 3 and e["secagg_threshold"] == 2
         assert "update_norm" not in e  # the coordinator never saw an owner's update
     report = json.loads((out / "report.json").read_text())
+    # Owners' masks and the coordinator's unmasking agree (privacy.secagg_masks): a sum
+    # unmasked with another generator would be noise of norm ~2^31 and clipped.
+    assert not report["clipped_updates"]
     assert "SecAgg+" in report["privacy"]["noise_mode"]
     assert "at most 0 of the registered owners" in report["privacy"]["noise_mode"]
     assert "SecAgg+" in (out / "report.md").read_text()
