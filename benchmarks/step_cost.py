@@ -8,7 +8,7 @@ project's own models and losses; each mode clips per sample at C = 1 and sums
 - ``opacus-hooks``: Opacus's GradSampleModule (what fedsynth used before);
 - ``opacus-functorch``: the same with functorch's vmap'd per-sample gradients;
 - ``opacus-ew``: torch's expanded weights;
-- ``linear-ghost``: :mod:`client.linear_clipping` (norms from activations and output
+- ``linear-ghost``: :mod:`privacy.linear_clipping` (norms from activations and output
   gradients, clipped sum as one matrix product per layer: what fedsynth uses now).
 
 Run: ``.venv/bin/python benchmarks/step_cost.py`` (about a minute). Prints a table of
@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from client.linear_clipping import LinearClipper  # noqa: E402
 from genai_models import DIGITS, build_model  # noqa: E402
+from privacy.linear_clipping import LinearClipper  # noqa: E402
 
 BATCH, REPEATS, CLIP = 64, 60, 1.0
 

@@ -22,8 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from client.dataset import LabelledData
-from client.linear_clipping import LinearClipper
 from privacy.experiment import OPTIMIZERS
+from privacy.linear_clipping import LinearClipper
 from privacy.update_bound import ADAM_BETAS
 
 # The inputs need no gradient, only the weights' per-sample ones: torch's note about
@@ -60,7 +60,7 @@ class LinearDPOptimizer(DPOptimizer):
     """Opacus's DPOptimizer (noise, scaling, accountant hook) fed by a :class:`LinearClipper`.
 
     The clipper computes each record's gradient norm and the clipped sum in the
-    backward pass's shadow (see :mod:`client.linear_clipping`); Opacus adds the noise
+    backward pass's shadow (see :mod:`privacy.linear_clipping`); Opacus adds the noise
     (``secure_mode``), divides by the public normaliser and tells the accountant.
     Each step is one Poisson batch: nothing accumulates between steps.
     """
@@ -129,7 +129,7 @@ def privatized(
     sampling share ``generator`` (OS entropy unless a test passes one), noise is
     drawn with Opacus's floating-point defence (``secure_mode``), and the summed
     clipped gradients are divided by the public ``normaliser``. Per-sample clipping is
-    :mod:`client.linear_clipping` (Opacus's flat clipping, at about the cost of a
+    :mod:`privacy.linear_clipping` (Opacus's flat clipping, at about the cost of a
     non-private step; ``benchmarks/step_cost.py``). On exit the hooks are removed and
     an accountant that watched every step must agree with ``steps`` at (noise, rate):
     the ledger can never describe other steps than were taken.

@@ -49,7 +49,6 @@ from flwr.supercore.primitives.asymmetric import bytes_to_private_key, bytes_to_
 from opacus.optimizers.optimizer import _generate_noise
 
 from client.dataset import LabelledData
-from client.linear_clipping import LinearClipper
 from privacy import secagg_masks
 from privacy.distributed_noise import (
     KEY_PROOF,
@@ -62,6 +61,7 @@ from privacy.distributed_noise import (
     key_digest,
     session_id,
 )
+from privacy.linear_clipping import LinearClipper
 from privacy.signing import Signer
 
 secagg_masks.install()  # this owner's masks come from the full key (see privacy.secagg_masks)

@@ -41,9 +41,9 @@ def generator_step(model: ConditionalGAN, disc, optimizer: torch.optim.Optimizer
     optimizer.step()
 
 
-def fake_term(model: ConditionalGAN, n: int) -> torch.Tensor:
-    """The discriminator's loss on ``n`` fresh fakes with uniform labels: mean −log(1 − D)."""
+def fake_losses(model: ConditionalGAN, n: int) -> torch.Tensor:
+    """The discriminator's loss on each of ``n`` fresh fakes with uniform labels: −log(1 − D)."""
     labels = torch.randint(0, model.num_classes, (n,))
     with torch.no_grad():
         fakes = model.generate(labels)
-    return F.softplus(model.discriminator(fakes, labels)).mean()
+    return F.softplus(model.discriminator(fakes, labels))

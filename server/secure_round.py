@@ -38,7 +38,7 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from rich.console import Console
 
 from genai_models.cgan import ConditionalGAN
-from genai_models.gan_steps import fake_term, generator_step
+from genai_models.gan_steps import fake_losses, generator_step
 from privacy import secagg_masks
 from privacy.distributed_noise import (
     KEY_PROOF,
@@ -51,6 +51,7 @@ from privacy.distributed_noise import (
 )
 from privacy.experiment import ExperimentConfig
 from privacy.ledger import Ledger
+from privacy.linear_clipping import LinearClipper
 from privacy.update_bound import GENERATOR_BETAS, GENERATOR_LR
 from server.owner_guard import RunState, record
 from server.replies import ReplyJudge
@@ -246,17 +247,12 @@ class SecureRound:
                                       f"{norm:.4g} > bound {bound:.4g}")
         self.model.load_state_dict(weights)
         gan = self.generator_optimizer is not None
-        # The GAN's discriminator: the real records' term is the released mean, the
-        # fakes' term (no real record in it) is computed here, as many fakes as the
-        # owners' public batches hold real records.
         fakes = self.settings.batch_size * n
-        self.optimizer.zero_grad(set_to_none=True)
-        if gan:
-            fake_term(self.model, fakes).backward()
+        extra = self._fakes_term(fakes) if gan else {}
         start = 0
         for p in (p for p in self.model.record_network.parameters() if p.requires_grad):
             released = flat[start:start + p.numel()].reshape(p.shape).to(p.dtype)
-            p.grad = released if p.grad is None else p.grad + released
+            p.grad = released + extra[p] if p in extra else released
             start += p.numel()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -265,6 +261,25 @@ class SecureRound:
                            fakes)
             self.model.zero_grad(set_to_none=True)
         return ArrayRecord({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+    def _fakes_term(self, fakes: int) -> dict[torch.nn.Parameter, torch.Tensor]:
+        """The discriminator's gradient on ``fakes`` fresh fakes, clipped per fake like a record.
+
+        No real record is in it (post-processing). Clipped at C as the owners clip their
+        real records, so that neither term outweighs the other: with the fakes' term
+        unclipped, one seed's discriminator learned to call every record fake (its score
+        on real digits fell to −47 by round 40) and the generator drew blank images.
+        """
+        disc = self.model.discriminator
+        clipper = LinearClipper(disc, loss_reduction="mean")
+        try:
+            disc.zero_grad(set_to_none=True)
+            (fake_losses(self.model, fakes).sum() / fakes).backward()
+            sums = clipper.clipped_sums(self.plan.max_grad_norm)
+        finally:
+            clipper.remove()
+            disc.zero_grad(set_to_none=True)
+        return {p: g / fakes for p, g in sums.items()}
 
 
 def _for_judge(reply: Message) -> Message:

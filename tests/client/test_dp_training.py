@@ -120,7 +120,7 @@ def _opacus_clipped_sum(module, loss_of, clip):
 @pytest.mark.parametrize("clip", [1e-3, 1.0, 1e3])
 def test_the_clipped_sum_is_opacus_flat_clipping_to_the_letter(clip):
     """Every record's gradient clipped over all parameters at C, then summed: as Opacus does."""
-    from client.linear_clipping import LinearClipper
+    from privacy.linear_clipping import LinearClipper
 
     model, data = _model(), _data(n=12)
     x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
@@ -155,7 +155,7 @@ def test_per_sample_gradients_are_clipped_to_the_norm():
 
 def test_a_record_with_a_non_finite_gradient_is_dropped_not_spread():
     """One record's inf must not turn the noisy sum into NaN (a detector for that record)."""
-    from client.linear_clipping import LinearClipper
+    from privacy.linear_clipping import LinearClipper
 
     model, data = _model(), _data(n=4)
     clipper = LinearClipper(model)
@@ -172,8 +172,8 @@ def test_weights_a_coordinator_crafted_cannot_let_a_record_escape_its_clipping()
     import math
 
     from client.gan_training import discriminator_loss
-    from client.linear_clipping import LinearClipper
     from genai_models import DIGITS, build_model
+    from privacy.linear_clipping import LinearClipper
 
     torch.manual_seed(0)
     hidden, batch = 256, 1024
@@ -201,7 +201,7 @@ def test_weights_a_coordinator_crafted_cannot_let_a_record_escape_its_clipping()
 
 
 def test_a_layer_that_mixes_records_is_refused_and_hooks_never_stay():
-    from client.linear_clipping import LinearClipper
+    from privacy.linear_clipping import LinearClipper
 
     with pytest.raises(ValueError, match="mix the records"):
         LinearClipper(torch.nn.Sequential(torch.nn.Linear(3, 3),

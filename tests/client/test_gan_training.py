@@ -71,7 +71,7 @@ def test_nonprivate_baseline_trains_both_networks():
 
 def _summed_clipped_gradient(model, real_x, real_y, num_fakes, clip):
     """The discriminator step's sum of clipped per-record gradients, before any noise."""
-    from client.linear_clipping import LinearClipper
+    from privacy.linear_clipping import LinearClipper
 
     clipper = LinearClipper(model.discriminator)
     torch.manual_seed(5)  # the same fakes for both batches

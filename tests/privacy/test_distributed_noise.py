@@ -10,7 +10,6 @@ from flwr.common.secure_aggregation.quantization import dequantize, quantize
 from flwr.common.secure_aggregation.secaggplus_constants import Key
 
 from client.dataset import LabelledData
-from client.linear_clipping import LinearClipper
 from client.secure_share import check_setup, noisy_share
 from genai_models import build_model, resolve
 from privacy.distributed_noise import (
@@ -24,6 +23,7 @@ from privacy.distributed_noise import (
     survivors,
 )
 from privacy.experiment import ConfigError, ExperimentConfig
+from privacy.linear_clipping import LinearClipper
 
 
 def _model():
