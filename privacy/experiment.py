@@ -88,7 +88,7 @@ class ExperimentConfig:
     hidden_dim: int = 64
     """Width of the model's hidden layers (noise grows with the parameter count)."""
     latent_dim: int = 4
-    """VAE latent dimension."""
+    """Latent dimension: the VAE's code, the GAN's noise vector."""
     partition: str = "dirichlet"
     """How records are split among owners."""
     alpha: float = 1.0
