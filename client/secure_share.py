@@ -61,7 +61,7 @@ from privacy.distributed_noise import (
     key_digest,
     session_id,
 )
-from privacy.linear_clipping import LinearClipper
+from privacy.linear_clipping import clipped_gradient_sum
 from privacy.signing import Signer
 
 secagg_masks.install()  # this owner's masks come from the full key (see privacy.secagg_masks)
@@ -85,19 +85,12 @@ def noisy_share(model: torch.nn.Module, data: LabelledData, plan: SecureSumPlan,
     """
     network = model.record_network
     params = [p for p in network.parameters() if p.requires_grad]
-    clipper = LinearClipper(network, loss_reduction="mean")
-    try:
-        mask = torch.rand(len(data), generator=generator) < sample_rate
-        xb, yb = torch.from_numpy(data.x)[mask], torch.from_numpy(data.y)[mask]
-        model.train()
-        model.zero_grad(set_to_none=True)
-        if len(xb):
-            loss = model.record_loss(xb, yb, generator=generator).sum() / len(xb)
-            loss.backward()
-        sums = clipper.clipped_sums(plan.max_grad_norm)
-    finally:
-        clipper.remove()
-        model.zero_grad(set_to_none=True)
+    mask = torch.rand(len(data), generator=generator) < sample_rate
+    xb, yb = torch.from_numpy(data.x)[mask], torch.from_numpy(data.y)[mask]
+    model.train()
+    sums = clipped_gradient_sum(
+        network, lambda: model.record_loss(xb, yb, generator=generator), len(xb),
+        plan.max_grad_norm)
     flat = torch.cat([sums[p].detach().double().reshape(-1) for p in params])
     if not torch.isfinite(flat).all():  # NaN would pass the clamp and erase the noise
         raise ValueError("the clipped gradient sum is not finite")

@@ -107,3 +107,22 @@ class LinearClipper:
                 for p in layer.parameters():
                     sums[p] = torch.zeros_like(p)
         return sums
+
+
+def clipped_gradient_sum(network: nn.Module, per_record_loss, records: int,
+                         max_norm: float) -> dict[nn.Parameter, torch.Tensor]:
+    """Σ over ``records`` records of each one's gradient over ``network``, clipped at ``max_norm``.
+
+    ``per_record_loss()`` runs the forward pass with the clipping hooks on and returns one
+    loss per record; it is not called when ``records`` is 0 (the sums are then zeros).
+    The network's gradients are cleared before and after, and its hooks removed.
+    """
+    clipper = LinearClipper(network, loss_reduction="mean")
+    try:
+        network.zero_grad(set_to_none=True)
+        if records:
+            (per_record_loss().sum() / records).backward()
+        return clipper.clipped_sums(max_norm)
+    finally:
+        clipper.remove()
+        network.zero_grad(set_to_none=True)

@@ -51,7 +51,7 @@ from privacy.distributed_noise import (
 )
 from privacy.experiment import ExperimentConfig
 from privacy.ledger import Ledger
-from privacy.linear_clipping import LinearClipper
+from privacy.linear_clipping import clipped_gradient_sum
 from privacy.update_bound import GENERATOR_BETAS, GENERATOR_LR
 from server.owner_guard import RunState, record
 from server.replies import ReplyJudge
@@ -270,15 +270,9 @@ class SecureRound:
         unclipped, one seed's discriminator learned to call every record fake (its score
         on real digits fell to −47 by round 40) and the generator drew blank images.
         """
-        disc = self.model.discriminator
-        clipper = LinearClipper(disc, loss_reduction="mean")
-        try:
-            disc.zero_grad(set_to_none=True)
-            (fake_losses(self.model, fakes).sum() / fakes).backward()
-            sums = clipper.clipped_sums(self.plan.max_grad_norm)
-        finally:
-            clipper.remove()
-            disc.zero_grad(set_to_none=True)
+        sums = clipped_gradient_sum(self.model.discriminator,
+                                    lambda: fake_losses(self.model, fakes), fakes,
+                                    self.plan.max_grad_norm)
         return {p: g / fakes for p, g in sums.items()}
 
 
