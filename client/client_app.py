@@ -18,13 +18,10 @@ own log.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -73,13 +70,6 @@ from privacy.ledger import (
     locked,
 )
 from privacy.policy import OwnerPolicy
-from privacy.record_count import (
-    MARGIN_SIGMAS,
-    RECORD_COUNT_NOISE,
-    delta_fits,
-    noisy_record_count,
-    record_count_step,
-)
 from privacy.signing import Signer, SigningKeyError, key_id, load_owner_keys, public_text
 
 app = ClientApp()
@@ -388,36 +378,6 @@ def _history(spends: list[dict]) -> History:
     return [h for e in spends for h in history_of(e)]
 
 
-def _check_p6(policy: OwnerPolicy, ledger: Ledger, data) -> dict:
-    """P6 against the owner's own policy, decided on its noisy record count.
-
-    Returns the ledger fields of the count's charge when no spend has carried it yet
-    for these records (empty otherwise). The answer is the same whatever delta a
-    coordinator proposes, and the same every time for the same records.
-    """
-    digest = hashlib.sha256(np.ascontiguousarray(data.x).tobytes()
-                            + np.ascontiguousarray(data.y).tobytes()).digest()
-    secret = ledger.signer.key.private_bytes_raw()
-    if not delta_fits(policy.max_delta, noisy_record_count(len(data), secret, digest)):
-        raise Refusal(f"this owner's max-delta ({policy.max_delta:g}) is not below "
-                      f"1/(its record count + {MARGIN_SIGMAS * RECORD_COUNT_NOISE:g}), "
-                      f"the count taken with noise of std {RECORD_COUNT_NOISE:g} (P6); the "
-                      "owner must lower max-delta in its node_config")
-    # Keyed, so that the ledger says which records were counted without saying anything
-    # about them to whoever lacks the owner's key.
-    tag = hmac.new(secret, b"fedsynth record count tag\0" + digest,
-                   hashlib.sha256).hexdigest()[:32]
-    charged = any(e.get("record_count_tag") == tag for e in ledger.entries
-                  if e["mechanism"] == "dp-sgd")
-    return {} if charged else {"record_count_noise": RECORD_COUNT_NOISE,
-                               "record_count_tag": tag}
-
-
-def _charge(owed: dict) -> History:
-    """The accountant history of the record count's charge, when this spend carries it."""
-    return [record_count_step()] if owed else []
-
-
 def _noisy_counts(labels, num_classes: int, noise: float) -> list[float]:
     """The owner's class counts with Gaussian noise of std ``noise`` from OS entropy.
 
@@ -456,7 +416,12 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
                       "secure sum only carries distributed noise" if p.distributed else
                       "a secure sum was asked under a proposal without distributed noise")
     data, spec = _load_data(policy, p, ledger)
-    owed = _check_p6(policy, ledger, data) if p.private else {}
+    # P6 on the owner's side, against its own policy rather than the proposal: the
+    # answer is the same whatever delta a coordinator proposes, so probing delta
+    # round after round cannot locate the record count.
+    if p.private and policy.max_delta >= 1.0 / max(len(data), 1):
+        raise Refusal("this owner's max-delta is not below 1/(its record count) (P6); "
+                      "the owner must lower max-delta in its node_config")
     model = build_model(p.model, spec, hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)
     _load_global(model, msg.content["arrays"], positional=request.secure)
     if not _global_weights_in_range(model):
@@ -486,14 +451,14 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         return _reply(msg, model, {"train-loss": loss}, _signed("nonprivate", entry, ledger))
 
     if p.distributed:
-        return _send_share(msg, ledger, policy, request, model, data, spec, owed)
+        return _send_share(msg, ledger, policy, request, model, data, spec)
     budget, delta, q, acc = policy.epsilon_budget, p.delta, p.sample_rate, p.accountant
     # Once per run, before its first step, the owner releases its noisy class counts
     # (unless the proposal balances the classes): one Gaussian step of sensitivity 1,
     # planned and charged with the run's DP-SGD steps.
     # They are skipped when they would cost the training too much: more than COUNTS_COST
     # extra DP-SGD noise (small budgets), a choice made from budgets alone, not data.
-    lifetime, run = _history(mine) + _charge(owed), _history(this_run) + _charge(owed)
+    lifetime, run = _history(mine), _history(this_run)
     if this_run:
         counts_step, sigma = [], this_run[0]["noise_multiplier"]
     else:
@@ -550,14 +515,13 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         "epsilon_budget": budget,
         "exhausted": exhausted,
         **counts,
-        **owed,
     })
     status = "trained-exhausted" if exhausted else "trained"
     return _reply(msg, model, {}, _signed(status, event, ledger))
 
 
 def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Request,
-                model: torch.nn.Module, data, spec, owed: dict) -> Message:
+                model: torch.nn.Module, data, spec) -> Message:
     """One round of distributed noise: a noisy share of one DP-SGD step, for the secure sum.
 
     The noise is the proposal's public one (every owner adds the same share; the
@@ -581,8 +545,7 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
     mine = [e for e in ledger.entries if e["mechanism"] == "dp-sgd"]
     this_run = [e for e in mine if e["run_id"] == request.run_id]
     counts_step = [(p.class_noise, 1.0, 1)] if with_counts and not this_run else []
-    lifetime = _history(mine) + _charge(owed) + counts_step
-    run = _history(this_run) + _charge(owed) + counts_step
+    lifetime, run = _history(mine) + counts_step, _history(this_run) + counts_step
     step = [(sigma, p.sample_rate, 1)]
     acc, delta, budget = p.accountant, p.delta, policy.epsilon_budget
     if epsilon_of(lifetime + step, accountant=acc, delta=delta) > budget or \
@@ -605,7 +568,7 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
         "epsilon": epsilon_of(run, accountant=acc, delta=delta),
         "lifetime_epsilon": epsilon_of(lifetime, accountant=acc, delta=delta),
         "epsilon_budget": budget, "exhausted": exhausted, **plan.ledger_fields(),
-        **session, **counts, **owed,
+        **session, **counts,
     })
     status = "trained-exhausted" if exhausted else "trained"
     content = RecordDict({"privacy": ConfigRecord(_signed(status, event, ledger)),

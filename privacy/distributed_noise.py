@@ -167,24 +167,20 @@ def public_noise(settings) -> tuple[float, bool]:
 
     Public: from the proposal alone (the same for every owner, unlike local noise,
     which an owner with less budget left raises). ``rounds`` one-step rounds spend the
-    proposal's epsilon after the noisy record count an owner charges with its first
-    spend (:mod:`privacy.record_count`; an owner that charged it before spends a little
-    less); the class counts (one Gaussian step at q = 1) come along when they raise
-    that noise by at most ``COUNTS_COST``. An owner whose lifetime budget cannot take a
-    step of it refuses rather than adding more noise than the others.
+    proposal's epsilon; the class counts (one Gaussian step at q = 1) come along when
+    they raise that noise by at most ``COUNTS_COST``. An owner whose lifetime budget
+    cannot take a step of it refuses rather than adding more noise than the others.
     """
     from privacy.accountant import calibrate_noise
     from privacy.experiment import COUNTS_COST
-    from privacy.record_count import record_count_step
 
     plan = {"epsilon": settings.epsilon, "delta": settings.delta,
             "sample_rate": settings.sample_rate, "steps": settings.rounds,
             "accountant": settings.accountant}
-    sigma = calibrate_noise(history=[record_count_step()], **plan)
+    sigma = calibrate_noise(**plan)
     if settings.balance:
         return sigma, False
-    with_counts = calibrate_noise(history=[record_count_step(), (settings.class_noise, 1.0, 1)],
-                                  **plan)
+    with_counts = calibrate_noise(history=[(settings.class_noise, 1.0, 1)], **plan)
     if with_counts <= sigma * (1 + COUNTS_COST):
         return with_counts, True
     return sigma, False

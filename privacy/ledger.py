@@ -74,8 +74,7 @@ DISTRIBUTED_FIELDS = ("noise", "survivors", "colluders", "noise_share", "grid")
 SESSION_FIELDS = ("secagg_participants", "secagg_threshold", "secagg_session")
 """What a distributed-noise owner saw at SecAgg+'s setup, signed into its spend."""
 OWNER_FIELDS = frozenset((*EVENT_FIELDS, *REFUSAL_FIELDS, *OWNER_CHAIN_FIELDS, "proposal",
-                          "exhausted", "class_noise", "class_counts", "record_count_noise",
-                          "record_count_tag", *DISTRIBUTED_FIELDS,
+                          "exhausted", "class_noise", "class_counts", *DISTRIBUTED_FIELDS,
                           *SESSION_FIELDS))
 
 
@@ -83,16 +82,13 @@ MAX_CLASSES = 10_000
 
 
 def history_of(entry: dict) -> list[tuple[float, float, int]]:
-    """The accountant history one spend adds: its counts (if any), then its steps.
+    """The accountant history one spend adds: its class counts (if any), then its steps.
 
-    Noisy class counts, and the noisy record count an owner decides P6 on
-    (:mod:`privacy.record_count`, charged with its first spend), are each a Gaussian
-    mechanism of L2 sensitivity 1: one step at sample rate 1 with noise multiplier
-    ``class_noise`` or ``record_count_noise``. They compose with the DP-SGD steps in
-    every accountant, the owner's, the audit's and dp-accounting's.
+    Noisy class counts are a Gaussian mechanism of L2 sensitivity 1, which is one
+    step at sample rate 1 with noise multiplier ``class_noise``: it composes with the
+    DP-SGD steps in every accountant, the owner's, the audit's and dp-accounting's.
     """
-    counts = [(float(entry[key]), 1.0, 1) for key in ("record_count_noise", "class_noise")
-              if key in entry]
+    counts = [(float(entry["class_noise"]), 1.0, 1)] if "class_noise" in entry else []
     return [*counts, (entry["noise_multiplier"], entry["sample_rate"], entry["steps"])]
 
 
@@ -173,12 +169,6 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         if "class_noise" in e:
             number("class_noise", 0, low_open=True)
             _counts(bad, e["class_counts"])
-        if ("record_count_noise" in e) != ("record_count_tag" in e):
-            bad("record_count_noise and record_count_tag come together")
-        if "record_count_noise" in e:
-            number("record_count_noise", 0, low_open=True)
-            if not isinstance(e["record_count_tag"], str) or len(e["record_count_tag"]) > 64:
-                bad(f"record_count_tag={e['record_count_tag']!r} is not a valid value")
         if any(k in e for k in DISTRIBUTED_FIELDS):
             missing = [k for k in DISTRIBUTED_FIELDS if k not in e]
             if missing or e["noise"] != "distributed":

@@ -33,7 +33,6 @@ from privacy.ledger import (
     check_entry,
     entry_hash,
 )
-from privacy.record_count import RECORD_COUNT_NOISE
 from privacy.signing import key_id, verify
 from privacy.update_bound import Recipe
 
@@ -280,15 +279,9 @@ class ReplyJudge:
     def _check_counts(self, entry: dict, again: bool = False) -> None:
         """Class counts: once per owner and run, of the proposal's noise and class count.
 
-        The record count an owner decides P6 on is charged at fedsynth's fixed noise.
-
         ``again``: a replay of that one release. No count may lie below what the noise
         could make of a zero.
         """
-        noise = entry.get("record_count_noise", RECORD_COUNT_NOISE)
-        if noise != RECORD_COUNT_NOISE:
-            raise Rejected(f"the record count's noise {noise!r} is not fedsynth's "
-                           f"{RECORD_COUNT_NOISE!r}")
         if "class_counts" not in entry:
             return
         cid, counts = entry["client_id"], entry["class_counts"]

@@ -120,33 +120,8 @@ def test_p6_is_checked_against_the_owners_policy_so_probing_delta_learns_nothing
     node = _node(tmp_path, **{"max-delta": 0.5})
     reasons = {_privacy(_call(node, r, {**RUN, "delta": d}))["reason"]
                for r, d in enumerate((1e-6, 1e-3, 0.1, 0.4), start=1)}
-    assert reasons == {"this owner's max-delta (0.5) is not below 1/(its record count + 400), "
-                       "the count taken with noise of std 100 (P6); the owner must lower "
-                       "max-delta in its node_config"}
-    # Nothing was charged: the refusals released one bit of a noisy count, the same
-    # bit every time; the charge comes with the owner's first spend.
-    assert all(e["mechanism"] == "none" for e in _ledger(tmp_path))
-
-
-def test_p6_is_decided_on_a_noisy_count_charged_once_with_the_first_spend(tmp_path):
-    """The exact record count never decides P6: an owner inside the margin is refused."""
-    from client.dataset import load_partition
-    from privacy.accountant import epsilon_of
-
-    n = len(load_partition("digits", 0, 3, scheme="dirichlet", alpha=1.0, holdout=0.3, seed=0))
-    near = _node(tmp_path, **{"max-delta": 1 / (n + 5)})  # exact P6 holds; the margin's does not
-    assert "(P6)" in _privacy(_call(near, 1))["reason"]
-    node = _node(tmp_path)
-    first, second = _privacy(_call(node, 2)), _privacy(_call(node, 3))
-    again = _privacy(_call(node, 1, run_id=2))  # another run on the same records
-    assert first["record_count_noise"] == 100.0 and len(first["record_count_tag"]) == 32
-    assert "record_count_noise" not in second and "record_count_noise" not in again
-    history = [(100.0, 1.0, 1), (RUN["class-noise"], 1.0, 1),
-               (first["noise_multiplier"], first["sample_rate"], first["steps"])]
-    assert first["epsilon"] == pytest.approx(epsilon_of(history, accountant="rdp",
-                                                        delta=RUN["delta"]))
-    assert first["epsilon"] == pytest.approx(
-        recompute_epsilon([first], delta=RUN["delta"], method="rdp"), rel=0.01)
+    assert reasons == {"this owner's max-delta is not below 1/(its record count) (P6); the "
+                       "owner must lower max-delta in its node_config"}
 
 
 def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
@@ -158,7 +133,7 @@ def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
         "round", "client_id", "run_id", "proposal", "mechanism", "noise_multiplier",
         "sample_rate", "steps", "max_grad_norm", "delta", "accountant", "epsilon",
         "lifetime_epsilon", "epsilon_budget", "exhausted", "prev_hash", "hash", "key_id",
-        "signature", "class_noise", "class_counts", "record_count_noise", "record_count_tag"}
+        "signature", "class_noise", "class_counts"}
     # q is the run's public rate, not 1/ceil(n/B).
     assert _privacy(reply)["sample_rate"] == RUN["sample-rate"]
 
@@ -175,8 +150,8 @@ def test_class_counts_are_released_once_per_run_with_noise_and_charged(tmp_path)
     diffs = [a - b for a, b in zip(first["class_counts"], exact, strict=True)]
     assert any(abs(d) > 0.5 for d in diffs) and all(abs(d) < 60 for d in diffs)
     # The counts are one Gaussian step of sensitivity 1, composed with the DP-SGD steps.
-    history = [(100.0, 1.0, 1), (RUN["class-noise"], 1.0, 1),  # the record count, then these
-               (first["noise_multiplier"], first["sample_rate"], first["steps"])]
+    history = [(RUN["class-noise"], 1.0, 1), (first["noise_multiplier"], first["sample_rate"],
+                                              first["steps"])]
     assert first["epsilon"] == pytest.approx(epsilon_of(history, accountant="rdp",
                                                         delta=RUN["delta"]))
     assert first["epsilon"] == pytest.approx(
