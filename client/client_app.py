@@ -416,12 +416,14 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
                       "secure sum only carries distributed noise" if p.distributed else
                       "a secure sum was asked under a proposal without distributed noise")
     data, spec = _load_data(policy, p, ledger)
-    # P6 on the owner's side, against its own policy rather than the proposal: the
-    # answer is the same whatever delta a coordinator proposes, so probing delta
-    # round after round cannot locate the record count.
-    if p.private and policy.max_delta >= 1.0 / max(len(data), 1):
-        raise Refusal("this owner's max-delta is not below 1/(its record count) (P6); "
-                      "the owner must lower max-delta in its node_config")
+    # P6 was judged when the policy was read, on the records the owner declares
+    # (max-records), so that nothing the coordinator sees depends on the count. Holding
+    # more than declared weakens P6's margin, not the DP guarantee: said only here.
+    if p.private and len(data) > policy.max_records:
+        log(WARNING, "fedsynth owner %s: it holds %d records, more than its max-records %d: "
+            "P6 (delta below 1/records) was judged on %d; declare max-records >= %d and a "
+            "max-delta below 1/max-records in its node_config", cid, len(data),
+            policy.max_records, policy.max_records, len(data))
     model = build_model(p.model, spec, hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)
     _load_global(model, msg.content["arrays"], positional=request.secure)
     if not _global_weights_in_range(model):

@@ -21,6 +21,9 @@ DEFAULT_EPSILON_BUDGET = 1.0
 """Lifetime budget of a node that states none: conservative, stated in the README."""
 DEFAULT_MAX_DELTA = 1e-5
 """The largest delta a node that states none accepts."""
+DEFAULT_MAX_RECORDS = 10_000
+"""The most records a node that states none declares it holds (P6 with the default
+max-delta: 1e-5 x 10,000 = 0.1 < 1)."""
 
 NODE_KEYS = {
     "client-id": "int",
@@ -28,6 +31,7 @@ NODE_KEYS = {
     "num-partitions": "int",
     "epsilon-budget": "float",
     "max-delta": "float",
+    "max-records": "int",
     "allow-nonprivate": "bool",
     "allow-distributed": "bool",
     "max-colluders-assumed": "int",
@@ -54,6 +58,10 @@ class OwnerPolicy:
     """Lifetime epsilon budget of this owner's data, over every run it ever joins."""
     max_delta: float
     """The largest delta this owner accepts."""
+    max_records: int
+    """The most records this owner declares it holds: P6 (delta below 1/records) is
+    judged on this public declaration, never on the count of its records, whose exact
+    answer would flip when one record is added at the threshold."""
     allow_nonprivate: bool
     """Whether this owner trains without DP when the coordinator proposes epsilon = inf."""
     allow_distributed: bool
@@ -106,6 +114,7 @@ class OwnerPolicy:
             client_id=client_id,
             epsilon_budget=values.get("epsilon-budget", DEFAULT_EPSILON_BUDGET),
             max_delta=values.get("max-delta", DEFAULT_MAX_DELTA),
+            max_records=values.get("max-records", DEFAULT_MAX_RECORDS),
             allow_nonprivate=values.get("allow-nonprivate", False),
             allow_distributed=values.get("allow-distributed", False),
             max_colluders_assumed=values.get("max-colluders-assumed", 0),
@@ -128,6 +137,12 @@ class OwnerPolicy:
                   "a finite number > 0 (non-private training is allow-nonprivate=true)")
         if not 0 < self.max_delta < 1:
             _fail("max-delta", self.max_delta, "a number in (0, 1)")
+        if not 1 <= self.max_records <= 10**12:
+            _fail("max-records", self.max_records, "an integer in 1..10^12")
+        if self.max_delta * self.max_records >= 1:
+            _fail("max-delta", self.max_delta,
+                  f"a number below 1/max-records = {1 / self.max_records:.3g} (P6: delta below "
+                  "1/records; lower max-delta, or declare fewer records if it holds fewer)")
         if not 0 <= self.max_colluders_assumed <= 100_000:
             _fail("max-colluders-assumed", self.max_colluders_assumed,
                   "an integer in 0..100000")
@@ -141,6 +156,7 @@ class OwnerPolicy:
             "client-id": self.client_id,
             "epsilon-budget": self.epsilon_budget,
             "max-delta": self.max_delta,
+            "max-records": self.max_records,
             "allow-nonprivate": self.allow_nonprivate,
             "allow-distributed": self.allow_distributed,
             "max-colluders-assumed": self.max_colluders_assumed,

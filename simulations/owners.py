@@ -82,6 +82,9 @@ def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
             "num-partitions": config.num_clients,
             "epsilon-budget": budget,
             "max-delta": config.delta,
+            # The user speaks for every simulated owner, and P6 was checked on the split
+            # before the run (check_delta): each declares the most records P6 allows.
+            "max-records": records_allowed(config.delta),
             "allow-nonprivate": not config.private,
             # The user speaks for every simulated owner: asking for distributed noise
             # is opting them in (a deployed owner opts in in its own node_config).
@@ -94,6 +97,14 @@ def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
         }
         policies.append(OwnerPolicy.from_node_config(node))
     return policies
+
+
+def records_allowed(delta: float) -> int:
+    """The most records with ``delta`` below 1/records (P6), at most 10^12."""
+    most = min(math.ceil(1 / delta) - 1, 10**12)
+    while most > 1 and delta * most >= 1:  # 1/delta rounded up in floating point
+        most -= 1
+    return max(most, 1)
 
 
 def smallest_owner(config: ExperimentConfig) -> int:

@@ -115,13 +115,18 @@ def test_no_dp_needs_the_owners_opt_in(tmp_path):
     assert "trained without DP" in _ledger(tmp_path)[-1]["reason"]
 
 
-def test_p6_is_checked_against_the_owners_policy_so_probing_delta_learns_nothing(tmp_path):
-    """P6 on the owner's side: the answer does not move with the proposed delta."""
-    node = _node(tmp_path, **{"max-delta": 0.5})
-    reasons = {_privacy(_call(node, r, {**RUN, "delta": d}))["reason"]
-               for r, d in enumerate((1e-6, 1e-3, 0.1, 0.4), start=1)}
-    assert reasons == {"this owner's max-delta is not below 1/(its record count) (P6); the "
-                       "owner must lower max-delta in its node_config"}
+def test_p6_is_judged_on_the_declared_records_so_no_reply_depends_on_the_count(tmp_path, caplog):
+    """P6 on the owner's policy alone: no reply moves with the delta or the record count."""
+    invalid = _node(tmp_path, **{"max-delta": 0.5})  # 0.5 x the default 10,000 records
+    replies = [_privacy(_call(invalid, r, {**RUN, "delta": d}))
+               for r, d in enumerate((1e-6, 1e-3, 0.1, 0.4), start=1)]
+    assert {(r["status"], r["reason"]) for r in replies} == \
+        {("failed", "the owner's node_config is invalid")}
+    # An owner that holds more records (~125 here) than it declared still trains, like
+    # one within its declaration; only its own log says so.
+    under = _privacy(_call(_node(tmp_path, **{"max-records": 50}), 1))
+    assert under["status"] == "trained"
+    assert "more than its max-records 50" in caplog.text
 
 
 def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
@@ -283,7 +288,7 @@ def test_a_table_owner_reads_its_rows_with_its_own_schema_whatever_the_proposal(
     rows = tmp_path / "o.csv"
     sklearn_table("wine").to_csv(rows, index=False)
     node = {"data-path": str(rows), "schema-path": str(SCHEMA_DIR / "wine.toml"),
-            "epsilon-budget": 4.0, "max-delta": 1e-3}
+            "epsilon-budget": 4.0, "max-delta": 1e-3, "max-records": 500}
     from genai_models import resolve
 
     run = {**RUN, "dataset": "breast-cancer", "delta": 1e-3}

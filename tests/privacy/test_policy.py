@@ -11,6 +11,7 @@ def test_a_bare_node_gets_the_conservative_defaults(tmp_path, monkeypatch):
     policy = OwnerPolicy.from_node_config({"partition-id": 2, "num-partitions": 5})
     assert policy.epsilon_budget == DEFAULT_EPSILON_BUDGET == 1.0
     assert policy.max_delta == DEFAULT_MAX_DELTA and not policy.allow_nonprivate
+    assert policy.max_records == 10_000  # P6 holds for the defaults: 1e-5 x 10,000 < 1
     assert policy.client_id == 2
     assert policy.ledger_path == str(tmp_path / "ledgers" / "partition-2.jsonl")
 
@@ -36,6 +37,9 @@ def test_a_policy_round_trips_through_node_config(tmp_path):
         ({"epsilon-budget": "inf"}, "epsilon-budget=inf is not allowed; expected a finite"),
         ({"epsilon-budget": 0}, "epsilon-budget=0.0 is not allowed"),
         ({"max-delta": 1.5}, "max-delta=1.5 is not allowed; expected a number in (0, 1)"),
+        ({"max-delta": 1e-4}, "max-delta=0.0001 is not allowed; expected a number below "
+                              "1/max-records = 0.0001 (P6"),
+        ({"max-records": 0}, "max-records=0 is not allowed; expected an integer in 1..10^12"),
         ({"allow-nonprivate": 1}, "allow-nonprivate=1 must be true or false"),
         ({"epsilon-budget": True}, "epsilon-budget=True must be float"),
         ({"partition-id": 3}, "partition-id and num-partitions go together"),
