@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Anonymeter (re-identification risks in report.md) pins numpy < 1.27, which it does
+	# not need: installed without its pins; numba and polars come with fedsynth's deps.
+	$(BIN)/python -m pip install --quiet --no-deps "anonymeter==1.1.0"
 	touch $(STAMP)
 
 setup: $(STAMP)

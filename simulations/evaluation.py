@@ -22,6 +22,7 @@ from simulations.attacks import dcr_attack, discriminator_attack, elbo_attack
 from simulations.collapse import release_flags
 from simulations.fidelity import image_fidelity, table_fidelity
 from simulations.quality_report import sdmetrics_quality
+from simulations.reidentification import anonymeter_risks
 from simulations.utility import tstr_trtr
 
 
@@ -50,6 +51,7 @@ def evaluate_release(run_dir: Path, config: ExperimentConfig,
     seed = config.seed
     train, holdout = train_holdout(config.dataset, config.holdout, seed, config.data_path,
                                    schema_path)
+    risks = None
     if codec is None:
         synthetic = _released_images(run_dir / "synthetic" / "synthetic.npz", spec.value_max)
         fidelity = image_fidelity(synthetic, train, holdout, seed)
@@ -63,6 +65,8 @@ def evaluate_release(run_dir: Path, config: ExperimentConfig,
         fidelity = table_fidelity(released, real, codec.schema, synthetic.x, holdout.x, seed)
         fidelity["sdmetrics"] = sdmetrics_quality(released, real, codec.schema)
         fidelity["bounds_source"] = codec.schema.bounds_source
+        risks = anonymeter_risks(released, codec.decode(train.x, train.y), real, codec.schema,
+                                 seed)
     delta = config.delta
     attacks = {"dcr": dcr_attack(synthetic.x, train.x, holdout.x, delta, seed)}
     checkpoint = load_latest(run_dir)
@@ -97,6 +101,8 @@ def evaluate_release(run_dir: Path, config: ExperimentConfig,
         "members": "pooled training records of all owners",
         "nonmembers": "the holdout",
     }
+    if risks is not None:
+        attacks["anonymeter"] = risks
     utility = tstr_trtr(synthetic, train, holdout, seed)
     return {
         "utility": utility,

@@ -17,8 +17,8 @@ import pandas as pd
 from genai_models.schema import Schema
 
 
-def _plain(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Numbers as floats (NaN for missing), everything else as strings."""
+def plain_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Numbers as floats (NaN for missing), the rest as strings: as SDMetrics, Anonymeter read."""
     return pd.DataFrame({
         c.name: (frame[c.name].astype("Float64").astype(float) if c.numeric
                  else frame[c.name].astype("string").fillna("<missing>").astype(object))
@@ -35,7 +35,7 @@ def sdmetrics_quality(synthetic: pd.DataFrame, real: pd.DataFrame, schema: Schem
     report = QualityReport()
     with warnings.catch_warnings():  # the library's own deprecation notices
         warnings.simplefilter("ignore")
-        report.generate(_plain(real, schema), _plain(synthetic, schema), metadata,
+        report.generate(plain_frame(real, schema), plain_frame(synthetic, schema), metadata,
                         verbose=False)
         scores = report.get_properties().set_index("Property")["Score"]
     return {

@@ -312,6 +312,36 @@ def _attack_lines(a: dict) -> list[str]:
     else:
         lines.append(f"The largest empirical lower bound, {summary['max_empirical_epsilon']:.3f}, "
                      f"stays below the theoretical ε {theory:.3f}, as it must.")
+    return [*lines, "", *_anonymeter_lines(a.get("anonymeter"))]
+
+
+ANONYMETER_ATTACKS = {
+    "singling_out": "singling out (one-column predicates)",
+    "linkability": "linkability (alternate columns as the two halves)",
+    "inference": "inference (the target from the other columns)",
+}
+
+
+def _anonymeter_lines(r: dict | None) -> list[str]:
+    if r is None:
+        return []
+    head = ["## Re-identification risks (Anonymeter)", ""]
+    if not r["measured"]:
+        return [*head, f"Not measured: {r['why']}.", ""]
+    lines = [*head,
+             f"{r['library']}, {r['attacks']} attacks each, through the release; risk is the "
+             "attack's success on training rows beyond its success on the holdout (0: no more "
+             "than for people outside the data; 1: every attack succeeds).", "",
+             "| attack | risk | 95% CI | success on training rows | on the holdout | "
+             "naive baseline |", "| --- | --- | --- | --- | --- | --- |"]
+    for key, name in ANONYMETER_ATTACKS.items():
+        x = r[key]
+        if "error" in x:
+            lines.append(f"| {name} | not measured: {x['error']} | | | | |")
+            continue
+        lines.append(f"| {name} | {x['risk']:.3f} | {x['ci'][0]:.3f} to {x['ci'][1]:.3f} | "
+                     f"{x['attack_rate']:.3f} | {x['control_rate']:.3f} | "
+                     f"{x['baseline_rate']:.3f} |")
     return [*lines, ""]
 
 
@@ -358,6 +388,10 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
     if "model" in attacks:
         table.add_row("attack AUC (model / DCR)",
                       f"{attacks['model']['auc']:.3f} / {attacks['dcr']['auc']:.3f}")
+    risks = attacks.get("anonymeter") or {}
+    if risks.get("measured"):
+        table.add_row("Anonymeter risk (single / link / infer)", " / ".join(
+            f"{risks[k]['risk']:.3f}" if "risk" in risks[k] else "–" for k in ANONYMETER_ATTACKS))
     flag = " (EXCEEDS THEORY: investigate)" if attacks["summary"]["exceeds_theory"] else ""
     table.add_row("empirical ε (lower bound)",
                   f"{attacks['summary']['max_empirical_epsilon']:.3f}{flag}")
