@@ -31,6 +31,7 @@ from flwr.compat.common.recorddict_compat import fitres_to_recorddict
 from opacus.optimizers.optimizer import _generate_noise
 
 from client.dataset import (
+    LabelledData,
     load_owner_file,
     load_partition,
     partition_identity,
@@ -311,52 +312,59 @@ def _check_distributed_policy(policy: OwnerPolicy, p: ExperimentConfig) -> None:
                       "owner-keys (it could not tell owners from invented participants)")
 
 
-def _load_data(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):
-    """The owner's own file, or (a simulated owner) its partition of the simulation's data.
+def _data_spec(policy: OwnerPolicy, proposal: ExperimentConfig, ledger: Ledger):
+    """The spec and codec of what the owner will read, from its policy and the proposal.
 
-    Returns the records and the data spec. The schema comes from the owner's node
-    config (or ships with a built-in dataset), never from the run config.
+    Every refusal about data is decided here, before a record is read: none of them,
+    nor the time it takes, depends on the records. The schema comes from the owner's
+    node config (or ships with a built-in dataset), never from the run config. A table
+    owner reads its file with its own schema, whatever dataset the proposal names (a
+    built-in schema applied to its rows would make success or failure a free answer
+    about them); images are read as the public digits spec.
     """
     if policy.partition_id is None:
-        return _own_file(policy, proposal)
+        if not policy.data_path:
+            raise Refusal("this owner's node_config names no data-path")
+        holds_table = bool(policy.schema_path)
+        if holds_table == (proposal.dataset == "digits"):
+            holds = "a table (schema-path)" if holds_table else "images (no schema-path)"
+            raise Refusal(f"this owner holds {holds}; the proposal asks for dataset "
+                          f"{proposal.dataset!r}")
+        return resolve("csv", policy.schema_path) if holds_table else resolve("digits")
     if proposal.dataset == "csv" and not policy.schema_path:
         raise Refusal("this owner's node_config names no schema-path for its CSV")
-    spec, codec = resolve(proposal.dataset, policy.schema_path)
-    identity = partition_identity(proposal, policy.partition_id, policy.num_partitions,
-                                  policy.data_path)
-    _hold_to_partition(ledger, identity)
-    data = load_partition(
-        proposal.dataset,
-        policy.partition_id,
-        policy.num_partitions,
-        scheme=proposal.partition,
-        alpha=proposal.alpha,
-        holdout=proposal.holdout,
-        seed=proposal.seed,
-        data_path=policy.data_path,
-        schema_path=policy.schema_path,
-    )
-    if proposal.canaries and policy.partition_id == 0:  # the canary audit's owner
-        data = with_canaries(data, spec, proposal.canaries, proposal.seed)
-    return data, spec
+    _hold_to_partition(ledger, partition_identity(proposal, policy.partition_id,
+                                                  policy.num_partitions, policy.data_path))
+    return resolve(proposal.dataset, policy.schema_path)
 
 
-def _own_file(policy: OwnerPolicy, proposal: ExperimentConfig):
-    """A deployed owner's file, read by what its own node_config says it holds.
+def _records(policy: OwnerPolicy, proposal: ExperimentConfig, spec, codec) -> LabelledData:
+    """The owner's records: its own file, or (a simulated owner) its partition.
 
-    A table is read with the owner's own schema, whatever dataset the proposal names
-    (a built-in dataset's schema applied to the owner's rows would make success or
-    failure a free answer about them); images are read as the public digits spec.
+    Read only on the paths that spend (or train without DP), after every check that
+    needs no record, and followed by the P6 note in the owner's own log.
     """
-    if not policy.data_path:
-        raise Refusal("this owner's node_config names no data-path")
-    holds_table = bool(policy.schema_path)
-    if holds_table == (proposal.dataset == "digits"):
-        holds = "a table (schema-path)" if holds_table else "images (no schema-path)"
-        raise Refusal(f"this owner holds {holds}; the proposal asks for dataset "
-                      f"{proposal.dataset!r}")
-    spec, codec = resolve("csv", policy.schema_path) if holds_table else resolve("digits")
-    return load_owner_file(policy.data_path, spec, codec), spec
+    if policy.partition_id is None:
+        data = load_owner_file(policy.data_path, spec, codec)
+    else:
+        data = load_partition(
+            proposal.dataset, policy.partition_id, policy.num_partitions,
+            scheme=proposal.partition, alpha=proposal.alpha, holdout=proposal.holdout,
+            seed=proposal.seed, data_path=policy.data_path, schema_path=policy.schema_path,
+        )
+        if proposal.canaries and policy.partition_id == 0:  # the canary audit's owner
+            data = with_canaries(data, spec, proposal.canaries, proposal.seed)
+    # P6 was judged when the policy was read, on the records the owner declares
+    # (max-records), so that nothing the coordinator sees depends on the count. An owner
+    # holding more than declared, past 1/max-delta, breaks P6 (not its DP guarantee,
+    # which the ledger states): only its own log says so.
+    if proposal.private and policy.max_delta * len(data) >= 1:
+        log(WARNING, "fedsynth owner %s: P6 does not hold: it holds %d records, more than "
+            "its max-records %d, and its max-delta %g is not below 1/%d; declare "
+            "max-records >= %d and a max-delta below 1/max-records in its node_config",
+            policy.client_id, len(data), policy.max_records, policy.max_delta, len(data),
+            len(data))
+    return data
 
 
 def _hold_to_partition(ledger: Ledger, identity: dict) -> None:
@@ -415,15 +423,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         raise Refusal("distributed noise is sent only into a SecAgg+ secure sum, and a "
                       "secure sum only carries distributed noise" if p.distributed else
                       "a secure sum was asked under a proposal without distributed noise")
-    data, spec = _load_data(policy, p, ledger)
-    # P6 was judged when the policy was read, on the records the owner declares
-    # (max-records), so that nothing the coordinator sees depends on the count. Holding
-    # more than declared weakens P6's margin, not the DP guarantee: said only here.
-    if p.private and len(data) > policy.max_records:
-        log(WARNING, "fedsynth owner %s: it holds %d records, more than its max-records %d: "
-            "P6 (delta below 1/records) was judged on %d; declare max-records >= %d and a "
-            "max-delta below 1/max-records in its node_config", cid, len(data),
-            policy.max_records, policy.max_records, len(data))
+    spec, codec = _data_spec(policy, p, ledger)
     model = build_model(p.model, spec, hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)
     _load_global(model, msg.content["arrays"], positional=request.secure)
     if not _global_weights_in_range(model):
@@ -434,6 +434,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     gan = isinstance(model, ConditionalGAN)
 
     if not p.private:
+        data = _records(policy, p, spec, codec)
         outcome = (train_nonprivate_gan if gan else train_nonprivate)(
             model, data, epochs=p.local_epochs, batch_size=p.batch_size,
             learning_rate=p.learning_rate, max_norm=p.max_grad_norm, optimizer=p.optimizer,
@@ -453,7 +454,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         return _reply(msg, model, {"train-loss": loss}, _signed("nonprivate", entry, ledger))
 
     if p.distributed:
-        return _send_share(msg, ledger, policy, request, model, data, spec)
+        return _send_share(msg, ledger, policy, request, model, spec, codec)
     budget, delta, q, acc = policy.epsilon_budget, p.delta, p.sample_rate, p.accountant
     # Once per run, before its first step, the owner releases its noisy class counts
     # (unless the proposal balances the classes): one Gaussian step of sensitivity 1,
@@ -486,6 +487,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     steps = fitting(p.steps_per_round) if sigma else 0
     if steps == 0:
         raise Refusal(EXHAUSTED, status="exhausted")
+    data = _records(policy, p, spec, codec)
     outcome = (train_private_gan if gan else train_private)(
         model, data, steps=steps, noise_multiplier=sigma, sample_rate=q,
         max_grad_norm=p.max_grad_norm, normaliser=p.batch_size,
@@ -523,7 +525,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
 
 
 def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Request,
-                model: torch.nn.Module, data, spec) -> Message:
+                model: torch.nn.Module, spec, codec) -> Message:
     """One round of distributed noise: a noisy share of one DP-SGD step, for the secure sum.
 
     The noise is the proposal's public one (every owner adds the same share; the
@@ -553,6 +555,7 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
     if epsilon_of(lifetime + step, accountant=acc, delta=delta) > budget or \
             epsilon_of(run + step, accountant=acc, delta=delta) > p.epsilon * (1 + 1e-9):
         raise Refusal(EXHAUSTED, status="exhausted")
+    data = _records(policy, p, spec, codec)
     shares = noisy_share(model, data, plan, sample_rate=p.sample_rate,
                          generator=entropy_generator())
     lifetime, run = lifetime + step, run + step

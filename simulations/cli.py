@@ -178,7 +178,7 @@ def _resolve_config(args: argparse.Namespace):
     config = ExperimentConfig.parse(merged, "flags")
     budgets = parse_budgets(args.budgets if args.budgets is not None else budgets,
                             config.num_clients)
-    check_delta(config)
+    sizes = check_delta(config)
     run_dir = run_dir_for(config.run_dir, config.model, config.dataset)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out: {run_dir} is a file; choose a new directory")
@@ -190,13 +190,13 @@ def _resolve_config(args: argparse.Namespace):
         raise ConfigError(f"--owner-ledgers: {args.owner_ledgers} is a file; name a folder "
                           "(the owners' ledgers live in it)")
     ledger_dir = (args.owner_ledgers or run_dir / "ledgers").resolve()
-    return config, owner_policies(config, budgets, ledger_dir)
+    return config, owner_policies(config, sizes, budgets, ledger_dir)
 
 
 def _resumed(args: argparse.Namespace):
     """The configuration, owners and run id of an unfinished run (``--resume RUN_DIR``)."""
     from server.checkpoints import load_latest
-    from simulations.owners import owner_policies
+    from simulations.owners import owner_policies, owner_sizes
 
     given = [f"--{k}" for k in (*SIMULATE_FLAGS, "config", "budgets", "owner-ledgers", "data",
                                 "schema", "out") if getattr(args, k.replace("-", "_")) is not None]
@@ -217,7 +217,7 @@ def _resumed(args: argparse.Namespace):
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise ConfigError(f"--resume: {run_dir / SIMULATION} is damaged ({err}); it should "
                           'hold {"budgets": {OWNER: EPSILON}, "owner_ledgers": PATH}') from None
-    policies = owner_policies(config, budgets, Path(ledgers))
+    policies = owner_policies(config, owner_sizes(config), budgets, Path(ledgers))
     try:
         latest = load_latest(run_dir)
     except Exception as err:  # a checkpoint cut short by a crash is named, not a traceback

@@ -55,10 +55,11 @@ def budgets_text(value) -> str:
     return value
 
 
-def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
+def owner_policies(config: ExperimentConfig, sizes: list[int], budgets: dict[int, float],
                    ledger_dir: Path) -> list[OwnerPolicy]:
     """Every virtual owner's policy, as its node_config would state it.
 
+    ``sizes``: each owner's record count (:func:`check_delta`), declared as its max-records.
     Reused ledgers must belong to the same split of the data: each simulated owner
     refuses a ledger of another split, and this says so before anything runs.
     """
@@ -82,9 +83,9 @@ def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
             "num-partitions": config.num_clients,
             "epsilon-budget": budget,
             "max-delta": config.delta,
-            # The user speaks for every simulated owner, and P6 was checked on the split
-            # before the run (check_delta): each declares the most records P6 allows.
-            "max-records": records_allowed(config.delta),
+            # The user speaks for every simulated owner: each declares the records it holds
+            # (P6 was checked on them before the run, check_delta).
+            "max-records": max(sizes[i], 1),
             "allow-nonprivate": not config.private,
             # The user speaks for every simulated owner: asking for distributed noise
             # is opting them in (a deployed owner opts in in its own node_config).
@@ -99,16 +100,8 @@ def owner_policies(config: ExperimentConfig, budgets: dict[int, float],
     return policies
 
 
-def records_allowed(delta: float) -> int:
-    """The most records with ``delta`` below 1/records (P6), at most 10^12."""
-    most = min(math.ceil(1 / delta) - 1, 10**12)
-    while most > 1 and delta * most >= 1:  # 1/delta rounded up in floating point
-        most -= 1
-    return max(most, 1)
-
-
-def smallest_owner(config: ExperimentConfig) -> int:
-    """Records of the smallest owner's partition (P6 needs it before the run starts)."""
+def owner_sizes(config: ExperimentConfig) -> list[int]:
+    """Records each simulated owner trains on: its partition (owner 0: with the canaries)."""
     if config.dataset == "csv" and not config.data_path:
         raise ConfigError("dataset='csv' is not allowed; expected csv together with "
                           "--data FILE.csv and --schema FILE")
@@ -142,15 +135,26 @@ def smallest_owner(config: ExperimentConfig) -> int:
                           f"{config.alpha:g}) of {len(train)} training records leaves some "
                           "owner too few records; expected fewer owners, a larger --alpha, "
                           "or --partition iid") from None
-    return min(len(p) for p in parts)
+    sizes = [len(p) for p in parts]
+    sizes[0] += config.canaries
+    return sizes
 
 
-def check_delta(config: ExperimentConfig) -> None:
-    """Invariant P6 up front: delta below 1 / (records of the smallest owner); loads the data."""
-    smallest = smallest_owner(config)
-    if config.private and (smallest == 0 or config.delta >= 1.0 / smallest):
+def check_delta(config: ExperimentConfig) -> list[int]:
+    """Invariant P6 up front, for every owner: delta below 1 / (its records); loads the data.
+
+    Returns each owner's record count (what it declares as max-records). The binding owner
+    is the largest: delta below 1/n for it holds for all.
+    """
+    sizes = owner_sizes(config)
+    if config.private and min(sizes) == 0:
+        raise ConfigError(f"num-clients={config.num_clients}: an owner holds no records; "
+                          "expected fewer owners or a larger --alpha")
+    largest = max(sizes)
+    if config.private and config.delta * largest >= 1:
         raise ConfigError(
-            f"delta={config.delta!r} is not allowed; expected a value below 1/{smallest} (the "
-            f"smallest owner holds {smallest} records; a larger delta could release a whole "
+            f"delta={config.delta!r} is not allowed; expected a value below 1/{largest} (the "
+            f"largest owner holds {largest} records; a larger delta could release a whole "
             "record)"
         )
+    return sizes

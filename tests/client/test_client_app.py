@@ -122,11 +122,14 @@ def test_p6_is_judged_on_the_declared_records_so_no_reply_depends_on_the_count(t
                for r, d in enumerate((1e-6, 1e-3, 0.1, 0.4), start=1)]
     assert {(r["status"], r["reason"]) for r in replies} == \
         {("failed", "the owner's node_config is invalid")}
-    # An owner that holds more records (~125 here) than it declared still trains, like
-    # one within its declaration; only its own log says so.
-    under = _privacy(_call(_node(tmp_path, **{"max-records": 50}), 1))
-    assert under["status"] == "trained"
-    assert "more than its max-records 50" in caplog.text
+    # An owner that holds more records (~125 here) than it declared trains like one
+    # within its declaration; only its own log says so, and only when P6 breaks.
+    within = _privacy(_call(_node(tmp_path, **{"max-records": 50}), 1))
+    assert within["status"] == "trained" and "P6 does not hold" not in caplog.text
+    broken = _privacy(_call(_node(tmp_path, **{"max-records": 50, "max-delta": 0.01}), 2,
+                            {**RUN, "delta": 0.01}))
+    assert broken["status"] == "trained"
+    assert "P6 does not hold: it holds" in caplog.text and "max-records 50" in caplog.text
 
 
 def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):
@@ -313,6 +316,31 @@ def test_crafted_global_weights_are_refused_and_nan_gradients_cannot_signal(tmp_
                       run_config={})
     refused = _privacy(train_round(msg, context, RUN, node))
     assert refused["reason"] == "the global model's weights are not finite or outside ±10000"
+
+
+def test_no_refusal_reads_a_record_so_none_can_time_the_owners_file(tmp_path, monkeypatch):
+    """Refusals that spend nothing come before the records are read (a read takes time
+    that grows with them): proven by an owner whose records cannot be read at all.
+    """
+    import client.client_app as owner
+
+    def unreadable(*args, **kwargs):
+        raise AssertionError("the records were read")
+
+    monkeypatch.setattr(owner, "load_partition", unreadable)
+    node = _node(tmp_path, **{"epsilon-budget": 0.5})
+    msg = _message(1)
+    arrays = msg.content["arrays"].to_torch_state_dict()
+    arrays["to_stats.bias"][0] = float("nan")
+    msg.content["arrays"] = ArrayRecord(arrays)
+    context = Context(run_id=1, node_id=7, node_config=node, state=RecordDict(),
+                      run_config={})
+    refused = _privacy(train_round(msg, context, RUN, node))
+    assert refused["status"] == "refused" and "the global model's weights" in refused["reason"]
+    # A budget too small for one step: exhausted, without reading a record.
+    tiny = {**RUN, "epsilon": 0.5, "accountant": "prv"}
+    assert _privacy(_call(_node(tmp_path, **{"epsilon-budget": 1e-3}), 2, tiny))["status"] \
+        == "exhausted"
 
 
 def test_a_message_without_a_valid_round_cannot_brick_the_ledger(tmp_path):

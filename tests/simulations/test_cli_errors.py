@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from privacy.experiment import ExperimentConfig
+from privacy.experiment import ConfigError, ExperimentConfig
 from simulations.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +148,20 @@ def test_a_target_with_one_class_is_refused_before_any_budget_is_spent(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and "the target column has one class in the training records" in err
     assert not out.exists()
+
+
+def test_p6_binds_on_the_largest_owner_and_each_owner_declares_its_records(tmp_path):
+    """P6 for every owner: a delta that only the smallest owner's size allows is refused."""
+    from simulations.owners import check_delta, owner_policies, owner_sizes
+
+    config = ExperimentConfig(num_clients=10, alpha=0.3)
+    sizes = owner_sizes(config)
+    assert min(sizes) < max(sizes)
+    loose = ExperimentConfig(num_clients=10, alpha=0.3, delta=1 / max(sizes))
+    with pytest.raises(ConfigError, match=f"largest owner holds {max(sizes)} records"):
+        check_delta(loose)
+    assert check_delta(config) == sizes
+    policies = owner_policies(config, sizes, {}, tmp_path)
+    assert [p.max_records for p in policies] == sizes
+    with_canaries = ExperimentConfig(num_clients=10, alpha=0.3, canaries=7)
+    assert owner_sizes(with_canaries) == [sizes[0] + 7, *sizes[1:]]
