@@ -319,8 +319,9 @@ def test_crafted_global_weights_are_refused_and_nan_gradients_cannot_signal(tmp_
 
 
 def test_no_refusal_reads_a_record_so_none_can_time_the_owners_file(tmp_path, monkeypatch):
-    """Refusals that spend nothing come before the records are read (a read takes time
-    that grows with them): proven by an owner whose records cannot be read at all.
+    """Refusals come before any record is read: an owner whose records cannot be read.
+
+    A read takes time that grows with the records, so a refusal after it would time them.
     """
     import client.client_app as owner
 
