@@ -21,6 +21,11 @@ DEFAULT_EPSILON_BUDGET = 1.0
 """Lifetime budget of a node that states none: conservative, stated in the README."""
 DEFAULT_MAX_DELTA = 1e-5
 """The largest delta a node that states none accepts."""
+DEFAULT_MAX_COLLUDERS_ASSUMED = 1
+"""Under distributed noise, a node that states none assumes one other owner may collude
+with the coordinator: with colluders = 0 the coordinator's own count of honest owners
+would decide how much noise guards this owner (one owner it controls, among two, and
+ε 8 charged would be ε 12 real)."""
 DEFAULT_MAX_RECORDS = 10_000
 """The most records a node that states none declares it holds (P6 with the default
 max-delta: 1e-5 x 10,000 = 0.1 < 1)."""
@@ -117,7 +122,8 @@ class OwnerPolicy:
             max_records=values.get("max-records", DEFAULT_MAX_RECORDS),
             allow_nonprivate=values.get("allow-nonprivate", False),
             allow_distributed=values.get("allow-distributed", False),
-            max_colluders_assumed=values.get("max-colluders-assumed", 0),
+            max_colluders_assumed=values.get("max-colluders-assumed",
+                                             DEFAULT_MAX_COLLUDERS_ASSUMED),
             owner_keys=values.get("owner-keys", ""),
             ledger_path=str(Path(ledger_path).expanduser().resolve()),
             data_path=str(Path(data_path).expanduser().resolve()) if data_path else "",

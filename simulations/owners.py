@@ -90,6 +90,7 @@ def owner_policies(config: ExperimentConfig, sizes: list[int], budgets: dict[int
             # The user speaks for every simulated owner: asking for distributed noise
             # is opting them in (a deployed owner opts in in its own node_config).
             "allow-distributed": config.distributed,
+            "max-colluders-assumed": config.colluders,  # the user's own trust assumption
             "owner-keys": str(ledger_dir),  # where every simulated owner's .pub is
             "ledger-path": str(ledger_dir / f"client-{i}.jsonl"),
             "signing-key": str(ledger_dir / f"owner-{i}.key"),

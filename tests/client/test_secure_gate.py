@@ -39,6 +39,7 @@ def federation(tmp_path, monkeypatch):
     def node(n, **policy):
         return {"client-id": n - 1, "partition-id": n - 1, "num-partitions": 3,
                 "epsilon-budget": 8.0, "max-delta": 1e-5, "allow-distributed": True,
+                "max-colluders-assumed": 0,
                 "ledger-path": str(tmp_path / f"client-{n - 1}.jsonl"),
                 "signing-key": str(tmp_path / f"owner-{n - 1}.key"),
                 "owner-keys": str(tmp_path), **policy}

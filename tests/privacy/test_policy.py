@@ -12,6 +12,8 @@ def test_a_bare_node_gets_the_conservative_defaults(tmp_path, monkeypatch):
     assert policy.epsilon_budget == DEFAULT_EPSILON_BUDGET == 1.0
     assert policy.max_delta == DEFAULT_MAX_DELTA and not policy.allow_nonprivate
     assert policy.max_records == 10_000  # P6 holds for the defaults: 1e-5 x 10,000 < 1
+    # Distributed noise: one other owner may be the coordinator's, unless the owner says not.
+    assert policy.max_colluders_assumed == 1
     assert policy.client_id == 2
     assert policy.ledger_path == str(tmp_path / "ledgers" / "partition-2.jsonl")
 
