@@ -385,7 +385,7 @@ def test_counts_are_skipped_when_they_would_cost_the_training_too_much(tmp_path)
 
 
 def test_by_default_an_owner_assumes_one_colluder_under_distributed_noise(tmp_path):
-    """colluders = 0 would let the coordinator's own claim set how much noise guards it."""
+    """Colluders = 0 would let the coordinator's own claim set how much noise guards it."""
     node = _node(tmp_path, **{"allow-distributed": True, "owner-keys": str(tmp_path)})
     refused = _privacy(_call(node, 1, {**RUN, "noise": "distributed", "colluders": 0}))
     assert refused["reason"] == ("the proposal tolerates 0 colluding owners; this owner "
