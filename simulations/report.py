@@ -390,7 +390,7 @@ def print_summary(report: dict, run_dir: Path, console: Console | None = None) -
                       f"{attacks['model']['auc']:.3f} / {attacks['dcr']['auc']:.3f}")
     risks = attacks.get("anonymeter") or {}
     if risks.get("measured"):
-        table.add_row("Anonymeter risk (single / link / infer)", " / ".join(
+        table.add_row("Anonymeter single/link/infer", " / ".join(
             f"{risks[k]['risk']:.3f}" if "risk" in risks[k] else "–" for k in ANONYMETER_ATTACKS))
     flag = " (EXCEEDS THEORY: investigate)" if attacks["summary"]["exceeds_theory"] else ""
     table.add_row("empirical ε (lower bound)",
