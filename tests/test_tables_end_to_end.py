@@ -95,6 +95,11 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
     quality = report["fidelity"]["sdmetrics"]
     assert 0 < quality["quality"] <= 1 and quality["library"].startswith("sdmetrics ")
     assert f"{quality['quality']:.3f}" in (out / "report.md").read_text()
+    risks = report["attacks"]["anonymeter"]
+    assert risks["measured"] and risks["library"].startswith("anonymeter ")
+    for attack in ("singling_out", "linkability", "inference"):
+        assert 0 <= risks[attack]["risk"] <= 1 or "error" in risks[attack]
+    assert "## Re-identification risks (Anonymeter)" in (out / "report.md").read_text()
     assert _cli("audit", str(out), cwd=table).returncode == 0
 
 
