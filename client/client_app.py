@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +71,7 @@ from privacy.ledger import (
     history_of,
     locked,
 )
+from privacy.owner_incidents import STOPPED, note_p6_breach, stop, stop_file
 from privacy.policy import OwnerPolicy
 from privacy.signing import Signer, SigningKeyError, key_id, load_owner_keys, public_text
 
@@ -83,6 +85,9 @@ FAILED = "training failed on the owner (the details are in its own log)"
 # outside it could turn one record's gradient into inf and the reply into a detector.
 WEIGHT_BOUND = 1e4
 MAX_REASON = 300  # characters of a refusal reason written to the ledger
+RECORDS_READ: ContextVar[bool] = ContextVar("records_read", default=False)
+"""Whether this request has begun reading the owner's records: a failure after that
+stops the owner (privacy.owner_incidents), one before cannot depend on them."""
 # Flower's legacy layout of a secure sum's collect stage (flwr.compat's FitIns/FitRes).
 FITINS_CONFIG, FITINS_ARRAYS = "fitins.config", "fitins.parameters"
 
@@ -192,6 +197,7 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
                 return _refuse(msg, ledger, cid, run_id, server_round,
                                Refusal(f"the proposal is invalid: {err}"))
             request = Request(run_id, server_round, proposal, proposal_digest(proposal), secure)
+            RECORDS_READ.set(False)
             try:
                 return _train_within_policy(msg, ledger, policy, request)
             except Replayed as replayed:
@@ -202,6 +208,10 @@ def train_round(msg: Message, context: Context, run_config: dict, node_config: d
                                request.digest)
             except Exception as err:  # the details stay here: they may name data values
                 log(WARNING, "fedsynth owner %s: training failed: %r", cid, err)
+                if RECORDS_READ.get():  # asked again, it could fail again: an oracle
+                    log(WARNING, "fedsynth owner %s: it stops until its operator deletes %s",
+                        cid, stop_file(policy.ledger_path))
+                    stop(policy.ledger_path, request.run_id, server_round, repr(err))
                 return _refuse(msg, ledger, cid, request.run_id, server_round,
                                Refusal(FAILED, status="failed"), request.digest)
     except SigningKeyError as err:
@@ -344,6 +354,7 @@ def _records(policy: OwnerPolicy, proposal: ExperimentConfig, spec, codec) -> La
     Read only on the paths that spend (or train without DP), after every check that
     needs no record, and followed by the P6 note in the owner's own log.
     """
+    RECORDS_READ.set(True)
     if policy.partition_id is None:
         data = load_owner_file(policy.data_path, spec, codec)
     else:
@@ -359,6 +370,7 @@ def _records(policy: OwnerPolicy, proposal: ExperimentConfig, spec, codec) -> La
     # holding more than declared, past 1/max-delta, breaks P6 (not its DP guarantee,
     # which the ledger states): only its own log says so.
     if proposal.private and policy.max_delta * len(data) >= 1:
+        note_p6_breach(policy.ledger_path, len(data), policy.max_records, policy.max_delta)
         log(WARNING, "fedsynth owner %s: P6 does not hold: it holds %d records, more than "
             "its max-records %d, and its max-delta %g is not below 1/%d; declare "
             "max-records >= %d and a max-delta below 1/max-records in its node_config",
@@ -410,6 +422,8 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     done = next((e for e in this_run if e["round"] == request.server_round), None)
     if done is not None:  # a resumed coordinator asks again: no second spend, the first re-sent
         raise Replayed(done)
+    if stop_file(policy.ledger_path).exists():  # asked again, a failure would be an oracle
+        raise Refusal(STOPPED, status="failed")
     if not p.private and not policy.allow_nonprivate:
         raise Refusal("epsilon=inf (no DP) was proposed, and this owner's policy does not "
                       "allow non-private training")

@@ -232,7 +232,13 @@ def load_npz(path: str | Path, spec: DataSpec) -> LabelledData:
             f"{path}: x has shape {x.shape}, y {y.shape}; "
             f"expected (n, {spec.num_features}) and (n,)"
         )
-    bad = np.flatnonzero((y < 0) | (y >= spec.num_classes))
+    # NaN compares false both ways, and 1.5 is in range: a label must be a whole number.
+    numeric = np.issubdtype(y.dtype, np.number) and not np.issubdtype(y.dtype, np.complexfloating)
+    if not numeric:
+        raise ValueError(f"{path}: labels of type {y.dtype}; expected integers "
+                         f"0..{spec.num_classes - 1}")
+    bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)) | (y < 0)
+                         | (y >= spec.num_classes))
     if bad.size:
         raise ValueError(
             f"{path}: row {bad[0]}: label {y[bad[0]]} outside 0..{spec.num_classes - 1}"

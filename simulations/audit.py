@@ -32,6 +32,7 @@ from privacy.ledger import (
     is_spend,
     read_ledger,
 )
+from privacy.owner_incidents import findings as incident_findings
 from privacy.signing import load_owner_keys, verify
 from server.release import class_shares
 from simulations.accounting import recompute_epsilon
@@ -178,6 +179,7 @@ def audit_ledger_file(path: str | Path, owner_keys: str | Path | None = None) ->
     findings = [f"owner {e['client_id']}: trained without DP in run {e['run_id']}, round "
                 f"{e['round']}: no DP guarantee holds for its data"
                 for e in entries if e["mechanism"] == NONPRIVATE]
+    findings += incident_findings(path)  # the owner's local notes beside its ledger
     if owner_keys is not None:
         keys = load_owner_keys(owner_keys)
         for n, e in enumerate(entries, start=1):

@@ -130,6 +130,35 @@ def test_p6_is_judged_on_the_declared_records_so_no_reply_depends_on_the_count(t
                             {**RUN, "delta": 0.01}))
     assert broken["status"] == "trained"
     assert "P6 does not hold: it holds" in caplog.text and "max-records 50" in caplog.text
+    # The owner's own audit says so too, from a note that never leaves its machine.
+    from simulations.audit import audit_ledger_file
+
+    found = audit_ledger_file(tmp_path / "owner-0.jsonl").findings
+    assert any("P6 does not hold for this owner" in f and "max-records 50" in f
+               for f in found)
+
+
+def test_a_failure_after_reading_records_stops_the_owner_until_its_operator_clears_it(
+        tmp_path, monkeypatch):
+    """Asked again, a failure (out of memory on a large batch) would be a free oracle."""
+    import client.client_app as owner
+    from simulations.audit import audit_ledger_file
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("a batch too large")
+
+    node = _node(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(owner, "train_private", out_of_memory)
+        assert _privacy(_call(node, 1))["reason"] == owner.FAILED
+    again = [_privacy(_call(node, r, {**RUN, "hidden-dim": 8})) for r in (1, 2)]
+    assert {(r["status"], r["reason"]) for r in again} == {("failed", owner.STOPPED)}
+    stopped = tmp_path / "owner-0.jsonl.stopped"
+    assert "MemoryError" in stopped.read_text()
+    assert any("stopped after a failed round" in f
+               for f in audit_ledger_file(tmp_path / "owner-0.jsonl").findings)
+    stopped.unlink()  # the operator read the log
+    assert _privacy(_call(node, 3))["status"] == "trained"
 
 
 def test_the_reply_carries_no_record_count_and_no_loss_under_dp(tmp_path):

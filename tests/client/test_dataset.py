@@ -50,6 +50,17 @@ def test_npz_with_bad_label_names_file_and_row(tmp_path):
         load_npz(path, DIGITS)
 
 
+@pytest.mark.parametrize(("labels", "row"), [([0, np.nan, 2], "row 1: label nan"),
+                                            ([0, 1, 2.5], "row 2: label 2.5")])
+def test_an_npz_label_that_is_no_whole_number_fails_the_file_not_one_batch(tmp_path, labels,
+                                                                          row):
+    """NaN passes a range check: left in, it would fail only the batches that sample it."""
+    path = tmp_path / "owner.npz"
+    np.savez(path, x=np.zeros((3, 64)), y=np.array(labels))
+    with pytest.raises(ValueError, match=f"owner.npz: {row} outside 0..9"):
+        load_npz(path, DIGITS)
+
+
 def test_canaries_are_seeded_out_of_distribution_and_split_in_two():
     from client.dataset import canaries, with_canaries
 
