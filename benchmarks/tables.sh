@@ -21,7 +21,8 @@ gan-8|--model gan --epsilon 8 --local-epochs 10
 vae-8-distributed|--model vae --epsilon 8 --noise distributed --rounds 50 --sample-rate 0.5
 vae-1-distributed|--model vae --epsilon 1 --noise distributed --rounds 50 --sample-rate 0.5
 vae-8-distributed-150|--model vae --epsilon 8 --noise distributed --rounds 150 --sample-rate 0.5
-gan-8-distributed|--model gan --epsilon 8 --noise distributed --rounds 300 --sample-rate 0.5 --optimizer adam --learning-rate 0.002 --hidden-dim 128 --latent-dim 32"}
+gan-8-distributed|--model gan --epsilon 8 --noise distributed --rounds 300 --sample-rate 0.5 --optimizer adam --learning-rate 0.002 --hidden-dim 128 --latent-dim 32
+gan-8-distributed-wide|--model gan --epsilon 8 --noise distributed --rounds 300 --sample-rate 0.5 --optimizer adam --learning-rate 0.002 --hidden-dim 256 --latent-dim 64"}
 fedsynth=${FEDSYNTH:-.venv/bin/fedsynth}
 peer_venv=${PEER_VENV:-.venv-peers}
 here=benchmarks/tables

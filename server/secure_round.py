@@ -38,7 +38,7 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from rich.console import Console
 
 from genai_models.cgan import ConditionalGAN
-from genai_models.gan_steps import fake_losses, generator_step
+from genai_models.gan_steps import MODE_SEEKING_DISTRIBUTED, fake_losses, generator_step
 from privacy import secagg_masks
 from privacy.distributed_noise import (
     KEY_PROOF,
@@ -258,7 +258,7 @@ class SecureRound:
         self.optimizer.zero_grad(set_to_none=True)
         if gan:  # post-processing of the released discriminator
             generator_step(self.model, self.model.discriminator, self.generator_optimizer,
-                           fakes)
+                           fakes, mode_seeking=MODE_SEEKING_DISTRIBUTED)
             self.model.zero_grad(set_to_none=True)
         return ArrayRecord({k: v.detach().clone() for k, v in self.model.state_dict().items()})
 
