@@ -22,8 +22,8 @@ without)."""
 MODE_SEEKING_DISTRIBUTED = 0.1
 """The same weight for the coordinator's generator under distributed noise, which
 steps against a discriminator trained on the whole federation's sum: at 1.0 it spread
-breast-cancer's numbers two to three times wider than the real ones (quality 0.62,
-median of 3 seeds); at 0.1, 0.74, with Titanic unharmed (benchmarks/RESULTS.md)."""
+breast-cancer's numbers two to three times wider than the real ones (quality 0.67,
+hidden 256, seed 0); at 0.1, 0.74 (median of 3 seeds), Titanic 0.81 (benchmarks/RESULTS.md)."""
 
 
 def generator_step(model: ConditionalGAN, disc, optimizer: torch.optim.Optimizer,
