@@ -368,7 +368,7 @@ def _records(policy: OwnerPolicy, proposal: ExperimentConfig, spec, codec) -> La
     # P6 was judged when the policy was read, on the records the owner declares
     # (max-records), so that nothing the coordinator sees depends on the count. An owner
     # holding more than declared, past 1/max-delta, breaks P6 (not its DP guarantee,
-    # which the ledger states): only its own log says so.
+    # which the ledger states): only its log and a note beside its ledger say so.
     if proposal.private and policy.max_delta * len(data) >= 1:
         note_p6_breach(policy.ledger_path, len(data), policy.max_records, policy.max_delta)
         log(WARNING, "fedsynth owner %s: P6 does not hold: it holds %d records, more than "
