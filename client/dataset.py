@@ -17,6 +17,7 @@ import pandas as pd
 from genai_models import DataSpec, resolve
 from genai_models.table_codec import DataError, TableCodec
 from privacy.experiment import PARTITIONS
+from privacy.ledger import beside
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,7 @@ def partition_identity(experiment, partition_id: int, num_partitions: int,
 
 def partition_pin(ledger_path: str | Path) -> Path:
     """Where a simulated owner's ledger records the identity of its partition."""
-    ledger_path = Path(ledger_path)
-    return ledger_path.with_name(ledger_path.name + ".partition.json")
+    return beside(ledger_path, ".partition.json")
 
 
 def load_partition(

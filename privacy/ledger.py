@@ -107,6 +107,12 @@ def entry_hash(entry: dict) -> str:
     return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
+def beside(ledger_path: str | Path, suffix: str) -> Path:
+    """A file that belongs to a ledger and lives next to it: ``LEDGER<suffix>``."""
+    path = Path(ledger_path)
+    return path.with_name(path.name + suffix)
+
+
 def is_spend(entry: dict) -> bool:
     """Whether a line spends privacy (as opposed to recording a refusal)."""
     return entry.get("mechanism") in SPEND_MECHANISMS
@@ -273,7 +279,7 @@ class Ledger:
     def __init__(self, path: str | Path, *, verify: bool = False, signer: Signer | None = None):
         self.path = Path(path)
         self.signer = signer
-        self.pin = self.path.with_name(self.path.name + ".head") if verify else None
+        self.pin = beside(self.path, ".head") if verify else None
         self.entries: list[dict] = []
         self.head = GENESIS
         _cut_unfinished_line(self.path)
@@ -343,7 +349,7 @@ def locked(path: str | Path, signing_key: str | Path | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+b") as handle:
+    with open(beside(path, ".lock"), "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             signer = Signer.load_or_create(signing_key) if signing_key else None

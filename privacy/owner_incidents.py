@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from privacy.atomic import write_text
+from privacy.ledger import beside
 
 STOPPED = ("this owner stopped after a failed round; its operator must read its log and "
            "delete its ledger's .stopped file to resume")
@@ -27,14 +28,12 @@ STOPPED = ("this owner stopped after a failed round; its operator must read its 
 
 def stop_file(ledger_path: str | Path) -> Path:
     """Where an owner notes the failure that stopped it."""
-    path = Path(ledger_path)
-    return path.with_name(path.name + ".stopped")
+    return beside(ledger_path, ".stopped")
 
 
 def p6_file(ledger_path: str | Path) -> Path:
     """Where an owner notes that it holds more records than P6 allows at its max-delta."""
-    path = Path(ledger_path)
-    return path.with_name(path.name + ".p6")
+    return beside(ledger_path, ".p6")
 
 
 def stop(ledger_path: str | Path, run_id: int, server_round: int, error: str) -> None:
