@@ -51,6 +51,7 @@ from client.secure_share import (
 )
 from genai_models import build_model, resolve
 from genai_models.cgan import ConditionalGAN
+from genai_models.training_by_sampling import Conditions, count_blocks, counts_std
 from privacy.accountant import (
     History,
     calibrate_noise,
@@ -398,17 +399,56 @@ def _history(spends: list[dict]) -> History:
     return [h for e in spends for h in history_of(e)]
 
 
-def _noisy_counts(labels, num_classes: int, noise: float) -> list[float]:
-    """The owner's class counts with Gaussian noise of std ``noise`` from OS entropy.
+def _conditions(model: torch.nn.Module) -> Conditions:
+    """The columns whose category counts the owner releases: the GAN's conditioned ones."""
+    return model.conditions if isinstance(model, ConditionalGAN) else Conditions()
 
-    Drawn as Opacus draws DP-SGD noise in secure mode (a sum of four Gaussians), the
-    floating-point defence against reading the count back from the noise's low bits.
+
+def _frequencies(msg: Message) -> list | None:
+    """The round's training-by-sampling frequencies, or None when the round sends none."""
+    try:
+        values = msg.content["config"]["condition-frequencies"]
+    except (KeyError, TypeError):
+        return None
+    return values if isinstance(values, list) else [values]
+
+
+def _counts(data: LabelledData, num_classes: int, conditions: Conditions) -> dict:
+    """The owner's exact class counts, and each conditioned column's category counts.
+
+    The category counts feed the GAN's training-by-sampling; a record whose category
+    is missing counts in none.
     """
-    exact = torch.bincount(torch.as_tensor(labels, dtype=torch.long),
-                           minlength=num_classes).double()
-    noisy = exact + _generate_noise(std=noise, reference=exact, generator=entropy_generator(),
-                                    secure_mode=True)
-    return [round(float(c), 3) for c in noisy]
+    out = {"class_counts": torch.bincount(torch.as_tensor(data.y, dtype=torch.long),
+                                          minlength=num_classes).tolist()}
+    if conditions.blocks:
+        x, cats = torch.as_tensor(data.x), []
+        for start, width in conditions.blocks:
+            block = x[:, start:start + width]
+            known = block.sum(1) > 0.5
+            cats += torch.bincount(block[known].argmax(1), minlength=width).tolist()
+        out["category_counts"] = cats
+    return out
+
+
+def _noisy_counts(data: LabelledData, num_classes: int, conditions: Conditions,
+                  noise: float) -> dict:
+    """The owner's counts (see ``_counts``) with Gaussian noise from OS entropy.
+
+    ``noise`` is the noise multiplier: one record moves one count in each block by one,
+    so each count's std is ``noise`` times the square root of the blocks. Drawn as
+    Opacus draws DP-SGD noise in secure mode (a sum of four Gaussians), the
+    floating-point defence against reading a count back from the noise's low bits.
+    """
+    exact = _counts(data, num_classes, conditions)
+    std = counts_std(noise, count_blocks(True, conditions))
+    out = {"class_noise": noise}
+    for key, values in exact.items():
+        values = torch.as_tensor(values, dtype=torch.float64)
+        noisy = values + _generate_noise(std=std, reference=values,
+                                         generator=entropy_generator(), secure_mode=True)
+        out[key] = [round(float(c), 3) for c in noisy]
+    return out
 
 
 def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
@@ -446,6 +486,11 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     # DP noise and sampling draw from OS entropy inside the trainers.
     torch.manual_seed(p.seed * 1_000_003 + request.server_round * 1009 + cid)
     gan = isinstance(model, ConditionalGAN)
+    if gan and not p.distributed:  # public: the coordinator's sum of the owners' DP counts
+        try:
+            model.condition_on(_frequencies(msg))
+        except ValueError as err:
+            raise Refusal(f"the round's condition-frequencies are invalid: {err}") from None
 
     if not p.private:
         data = _records(policy, p, spec, codec)
@@ -455,9 +500,8 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         )
         counted = any(e["mechanism"] == NONPRIVATE and e["run_id"] == request.run_id
                       for e in ledger.entries)
-        counts = {} if p.balance or counted else {"class_counts": [
-            int(c) for c in torch.bincount(torch.as_tensor(data.y, dtype=torch.long),
-                                           minlength=spec.num_classes)]}
+        counts = {} if p.balance or counted else _counts(data, spec.num_classes,
+                                                          _conditions(model))
         entry = ledger.append({"round": request.server_round, "client_id": cid,
                                "run_id": request.run_id, "proposal": request.digest,
                                "mechanism": NONPRIVATE, **counts,
@@ -513,8 +557,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
     # Exhausted when not even one more step of this kind would fit; signed, so that a run
     # that stops early can prove why.
     exhausted = not fitting(1)
-    counts = {"class_noise": p.class_noise,
-              "class_counts": _noisy_counts(data.y, spec.num_classes, p.class_noise)} \
+    counts = _noisy_counts(data, spec.num_classes, _conditions(model), p.class_noise) \
         if counts_step else {}
     event = ledger.append({
         "round": request.server_round,
@@ -575,8 +618,7 @@ def _send_share(msg: Message, ledger: Ledger, policy: OwnerPolicy, request: Requ
     lifetime, run = lifetime + step, run + step
     exhausted = epsilon_of(lifetime + step, accountant=acc, delta=delta) > budget or \
         epsilon_of(run + step, accountant=acc, delta=delta) > p.epsilon * (1 + 1e-9)
-    counts = {"class_noise": p.class_noise,
-              "class_counts": _noisy_counts(data.y, spec.num_classes, p.class_noise)} \
+    counts = _noisy_counts(data, spec.num_classes, _conditions(model), p.class_noise) \
         if counts_step else {}
     arrays = ArrayRecord(shares)  # built before the spend is written: nothing fails after it
     event = ledger.append({

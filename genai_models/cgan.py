@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from genai_models.conditioning import sample_labels
 from genai_models.table_codec import OutputHeads
+from genai_models.training_by_sampling import Conditions
 
 TEMPERATURE = 0.2
 """CTGAN's Gumbel-softmax temperature: fakes are nearly one-hot, yet differentiable."""
@@ -27,7 +28,8 @@ class Generator(nn.Module):
     Gumbel-softmax per categorical column, so a fake's one-hot block looks like a real
     one's instead of a spread of probabilities the discriminator spots at once; a
     relaxed Bernoulli per boolean and missing indicator; a sigmoid per number. In
-    ``sample`` the relaxations become draws (a category by its probability).
+    ``sample`` the relaxations become draws (a category by its probability). A table's
+    generator also reads a training-by-sampling condition (genai_models.training_by_sampling).
     """
 
     def __init__(self, num_features: int, num_classes: int, hidden_dim: int, latent_dim: int,
@@ -35,8 +37,9 @@ class Generator(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.heads = heads
+        self.conditions = Conditions(heads.conditioned if heads else ())
         self.net = nn.Sequential(
-            nn.Linear(latent_dim + num_classes, hidden_dim),
+            nn.Linear(latent_dim + num_classes + self.conditions.width, hidden_dim),
             nn.LeakyReLU(0.2),
             nn.Linear(hidden_dim, hidden_dim),
             nn.LeakyReLU(0.2),
@@ -46,11 +49,25 @@ class Generator(nn.Module):
         self.register_buffer("_binary", torch.tensor(binary, dtype=torch.bool),
                              persistent=False)  # schema, not weights
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor, draw: bool = False,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Records in [0, 1], one per row of ``z``: relaxed (training) or drawn (``draw``)."""
+    def logits(self, z: torch.Tensor, labels: torch.Tensor,
+               cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The output layer before its heads, one row per row of ``z``.
+
+        ``cond`` is each row's training-by-sampling condition (none: all zero).
+        """
         onehot = F.one_hot(labels.long(), self.num_classes).to(z.dtype)
-        logits = self.net(torch.cat([z, onehot], dim=1))
+        if cond is None:
+            cond = z.new_zeros(len(z), self.conditions.width)
+        return self.net(torch.cat([z, onehot, cond], dim=1))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None,
+                draw: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Records in [0, 1], one per row of ``z``: relaxed (training) or drawn (``draw``)."""
+        return self.heads_of(self.logits(z, labels, cond), draw, generator)
+
+    def heads_of(self, logits: torch.Tensor, draw: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """The output heads applied to ``logits``: relaxed (training) or drawn (``draw``)."""
         x = torch.sigmoid(logits)
         if self.heads is None:
             return x
@@ -119,6 +136,19 @@ class ConditionalGAN(nn.Module):
         self.latent_dim = latent_dim
         self.generator = Generator(num_features, num_classes, hidden_dim, latent_dim, heads)
         self.discriminator = Discriminator(num_features, num_classes, hidden_dim)
+        self.frequencies: torch.Tensor | None = None
+        """The conditioned columns' category frequencies (public: the owners' DP counts),
+        or None: no condition. Not a weight, never averaged."""
+
+    @property
+    def conditions(self) -> Conditions:
+        """The columns training-by-sampling conditions on (none for images)."""
+        return self.generator.conditions
+
+    def condition_on(self, frequencies) -> None:
+        """Condition fakes and the release on ``frequencies`` (checked), or on none."""
+        self.frequencies = None if frequencies is None or not self.conditions.blocks \
+            else self.conditions.frequencies(frequencies)
 
     @property
     def record_network(self) -> nn.Module:
@@ -138,15 +168,21 @@ class ConditionalGAN(nn.Module):
     def generate(
         self, labels: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Fake records for ``labels`` (differentiable, for the generator's step)."""
+        """Fake records for ``labels``, conditioned by the frequencies (differentiable)."""
         z = torch.randn(len(labels), self.latent_dim, generator=generator)
-        return self.generator(z, labels)
+        cond = self.conditions.draw(len(labels), self.frequencies, generator)
+        return self.generator(z, labels, cond)
 
     @torch.no_grad()
     def sample(
         self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` records in [0, 1] and their labels (balanced when not given)."""
+        """Draw ``n`` records in [0, 1] and their labels (balanced when not given).
+
+        Each record's condition is drawn from the frequencies, so each categorical
+        column follows them.
+        """
         labels = sample_labels(n, self.num_classes, labels)
         z = torch.randn(n, self.latent_dim, generator=generator)
-        return self.generator(z, labels, draw=True, generator=generator), labels
+        cond = self.conditions.draw(n, self.frequencies, generator)
+        return self.generator(z, labels, cond, draw=True, generator=generator), labels

@@ -28,7 +28,9 @@ hidden 256, seed 0); at 0.1, 0.74 (median of 3 seeds), Titanic 0.81 (benchmarks/
 
 def generator_step(model: ConditionalGAN, disc, optimizer: torch.optim.Optimizer,
                    n: int, mode_seeking: float = MODE_SEEKING) -> None:
-    """One generator step on ``n`` fakes (in pairs sharing a label), fakes only (P1).
+    """One generator step on ``n`` fakes (in pairs sharing a label and condition) (P1).
+
+    A conditioned fake pays CTGAN's cross-entropy for missing its condition.
 
     ``disc`` is the discriminator to fool (the model's own, or its privatized view).
     Beside the non-saturating loss, for tables, MSGAN's mode-seeking term (Mao et al.,
@@ -38,10 +40,13 @@ def generator_step(model: ConditionalGAN, disc, optimizer: torch.optim.Optimizer
     """
     half = max(1, n // 2)
     labels = torch.randint(0, model.num_classes, (half,)).repeat(2)
+    cond = model.conditions.draw(half, model.frequencies).repeat(2, 1)
     z = torch.randn(2 * half, model.latent_dim)
     optimizer.zero_grad(set_to_none=True)
-    fake = model.generator(z, labels)
+    logits = model.generator.logits(z, labels, cond)
+    fake = model.generator.heads_of(logits)
     loss = F.binary_cross_entropy_with_logits(disc(fake, labels), torch.ones(2 * half))
+    loss = loss + model.conditions.loss(logits, cond)
     if model.generator.heads is not None:
         spread = (fake[:half] - fake[half:]).abs().mean(1) / (z[:half] - z[half:]).abs().mean(1)
         loss = loss + mode_seeking / (spread.mean() + 1e-5)

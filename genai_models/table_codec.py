@@ -92,10 +92,13 @@ class OutputHeads:
     binned number's bins (a softmax head), ``numeric`` the positions of numbers, or of
     their offsets within a bin, in [0, 1] (a Gaussian head);
     every other position (booleans, missing indicators) is a Bernoulli head.
+    ``conditioned`` holds the blocks of the categorical columns alone (not the bins):
+    the GAN's training-by-sampling conditions on them.
     """
 
     categorical: tuple[tuple[int, int], ...]
     numeric: tuple[int, ...]
+    conditioned: tuple[tuple[int, int], ...] = ()
 
     def bernoulli(self, width: int) -> list[bool]:
         """For each of ``width`` encoded positions, whether it is a Bernoulli head."""
@@ -126,17 +129,19 @@ class TableCodec:
 
     def heads(self) -> OutputHeads:
         """The output head of every encoded position (see :class:`OutputHeads`)."""
-        categorical, numeric = [], []
+        categorical, numeric, conditioned = [], [], []
         for seg in self.segments:
             if seg.column.type == "categorical":
                 categorical.append((seg.start, seg.width))
+                conditioned.append((seg.start, seg.width))
             elif seg.column.numeric:
                 bins, offset = bin_layout(seg.column)
                 if bins:
                     categorical.append((seg.start, bins))
                 if offset:
                     numeric.append(seg.start + bins)
-        return OutputHeads(categorical=tuple(categorical), numeric=tuple(numeric))
+        return OutputHeads(categorical=tuple(categorical), numeric=tuple(numeric),
+                           conditioned=tuple(conditioned))
 
     @staticmethod
     def _bad(problems: list, mask: np.ndarray, series: pd.Series, column: str, why: str):

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from genai_models import DATASETS, MODELS
+from genai_models.training_by_sampling import Conditions
 from privacy.accountant import rdp_epsilon_floor
 
 ACCOUNTANTS = ("rdp", "prv")
@@ -160,6 +161,16 @@ class ExperimentConfig:
         if self.distributed:
             return 1
         return max(1, round(self.local_epochs / self.sample_rate))
+
+    def conditions(self) -> Conditions:
+        """The columns the GAN's training-by-sampling conditions on (public schema).
+
+        None for the VAE and for images. Their category counts come with the class counts.
+        """
+        from genai_models import resolve
+
+        heads = resolve(self.dataset, self.schema_path)[0].heads
+        return Conditions(heads.conditioned if self.model == "gan" and heads else ())
 
     @classmethod
     def field_docs(cls) -> dict[str, str]:

@@ -74,7 +74,8 @@ DISTRIBUTED_FIELDS = ("noise", "survivors", "colluders", "noise_share", "grid")
 SESSION_FIELDS = ("secagg_participants", "secagg_threshold", "secagg_session")
 """What a distributed-noise owner saw at SecAgg+'s setup, signed into its spend."""
 OWNER_FIELDS = frozenset((*EVENT_FIELDS, *REFUSAL_FIELDS, *OWNER_CHAIN_FIELDS, "proposal",
-                          "exhausted", "class_noise", "class_counts", *DISTRIBUTED_FIELDS,
+                          "exhausted", "class_noise", "class_counts", "category_counts",
+                          *DISTRIBUTED_FIELDS,
                           *SESSION_FIELDS))
 
 
@@ -87,6 +88,9 @@ def history_of(entry: dict) -> list[tuple[float, float, int]]:
     Noisy class counts are a Gaussian mechanism of L2 sensitivity 1, which is one
     step at sample rate 1 with noise multiplier ``class_noise``: it composes with the
     DP-SGD steps in every accountant, the owner's, the audit's and dp-accounting's.
+    With the category counts of k conditioned columns beside them (the GAN's
+    training-by-sampling) the sensitivity is √(1+k) and the noise's std is
+    ``class_noise``·√(1+k) (genai_models.training_by_sampling.counts_std): the same step.
     """
     counts = [(float(entry["class_noise"]), 1.0, 1)] if "class_noise" in entry else []
     return [*counts, (entry["noise_multiplier"], entry["sample_rate"], entry["steps"])]
@@ -150,8 +154,11 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
             bad(f"{key}={v!r} is not a valid value")
 
     number("round", 1, integer=True)
+    if "category_counts" in e and "class_counts" not in e:
+        bad("category_counts come only with class_counts")
     if mechanism == NONPRIVATE and "class_counts" in e:
         _counts(bad, e["class_counts"])
+        _counts(bad, e.get("category_counts", [0]), "category_counts")
     if mechanism in (REFUSAL, NONPRIVATE):
         if not (mechanism == REFUSAL and e["client_id"] is None and "verdict" in e):
             number("client_id", 0, integer=True)  # the coordinator may not know who sent it
@@ -175,6 +182,7 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         if "class_noise" in e:
             number("class_noise", 0, low_open=True)
             _counts(bad, e["class_counts"])
+            _counts(bad, e.get("category_counts", [0]), "category_counts")
         if any(k in e for k in DISTRIBUTED_FIELDS):
             missing = [k for k in DISTRIBUTED_FIELDS if k not in e]
             if missing or e["noise"] != "distributed":
@@ -197,12 +205,12 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         bad("a gaussian-aggregate event has client_id null")
 
 
-def _counts(bad, counts) -> None:
-    """Class counts: a list of at most MAX_CLASSES finite numbers of sane size."""
+def _counts(bad, counts, key: str = "class_counts") -> None:
+    """Counts: a list of at most MAX_CLASSES finite numbers of sane size."""
     if not isinstance(counts, list) or not 1 <= len(counts) <= MAX_CLASSES or not all(
             isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
             and abs(c) <= 1e12 for c in counts):
-        bad(f"class_counts is not a list of at most {MAX_CLASSES} finite numbers")
+        bad(f"{key} is not a list of at most {MAX_CLASSES} finite numbers")
 
 
 def read_ledger(path: str | Path) -> list[dict]:

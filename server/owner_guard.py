@@ -54,6 +54,9 @@ class RunState:
     clipped: list[str] = field(default_factory=list)
     class_shares: dict | None = None
     """The release's class shares from the owners' noisy counts (None: balanced)."""
+    condition_counts: dict | None = None
+    """The GAN's training-by-sampling counts from the owners' noisy category counts
+    (None: no condition)."""
     client_level_epsilon: float | None = None
     ledger_head: str = GENESIS
     ledger_lines: int = 0

@@ -11,6 +11,7 @@ from torch import nn
 
 from genai_models import DataSpec
 from genai_models.table_codec import TableCodec
+from genai_models.training_by_sampling import Conditions
 from privacy.atomic import write_with
 
 
@@ -39,6 +40,47 @@ def class_shares(entries: list[dict], num_classes: int) -> dict | None:
     weights = np.minimum(totals, np.median(totals))
     shares = (np.asarray(vectors) * weights[:, None]).sum(axis=0) / weights.sum()
     return {"shares": [round(float(v), 6) for v in shares], "owners": sorted(owners)}
+
+
+def condition_counts(entries: list[dict], conditions: Conditions) -> dict | None:
+    """The federation's category counts for the GAN's training-by-sampling; None if none.
+
+    From the run's ledger, one accepted release per owner (as ``class_shares``): the
+    owners' noisy counts summed, each owner's scaled down to at most the median owner's
+    class total (no owner, whatever it claims, outweighs a typical one). Each column's
+    sum is then projected onto the non-negative vectors of its own total, which zeroes
+    the categories the noise alone made (clipping at zero would hand every empty
+    category a share of the noise). Post-processing; the audit recomputes it.
+    """
+    owners, vectors, totals = [], [], []
+    for line in entries:
+        event = line.get("owner_entry") or {}
+        cats = event.get("category_counts")
+        if line.get("verdict") != "accepted" or not isinstance(cats, list) \
+                or len(cats) != conditions.width or event["client_id"] in owners:
+            continue
+        owners.append(event["client_id"])
+        vectors.append(np.asarray(cats, dtype=float))
+        totals.append(max(float(np.sum(event["class_counts"])), 1.0))
+    if not owners or not conditions.blocks:
+        return None
+    cap = np.median(totals)
+    summed = sum(v * min(1.0, cap / t) for v, t in zip(vectors, totals, strict=True))
+    out, pos = [], 0
+    for _, width in conditions.blocks:
+        block = summed[pos:pos + width]
+        out += list(_simplex(block, max(float(block.sum()), 1.0)))
+        pos += width
+    return {"counts": [round(float(c), 3) for c in out], "owners": sorted(owners)}
+
+
+def _simplex(v: np.ndarray, total: float) -> np.ndarray:
+    """The Euclidean projection of ``v`` onto {w ≥ 0, Σw = total} (Duchi et al., 2008)."""
+    u = np.sort(v)[::-1]
+    excess = np.cumsum(u) - total
+    k = np.arange(1, len(v) + 1)
+    rho = k[u - excess / k > 0][-1]
+    return np.maximum(v - excess[rho - 1] / rho, 0.0)
 
 
 def release_labels(n: int, num_classes: int, shares: list[float] | None) -> torch.Tensor:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
 from genai_models import resolve
+from genai_models.training_by_sampling import count_blocks, counts_std
 from privacy.accountant import calibrate_noise
 from privacy.distributed_noise import SecureSumPlan
 from privacy.experiment import ExperimentConfig, proposal_digest
@@ -97,6 +98,8 @@ class ReplyJudge:
         # audit's accountants).
         self.noise_floor = 0.5 * self.recipe.proposal_noise if self.recipe else 0.0
         self.num_classes = resolve(settings.dataset, settings.schema_path)[0].num_classes
+        self.conditions = settings.conditions()
+        """The GAN's conditioned columns, whose category counts come with the class counts."""
         self.counted: set[int] = set()  # owners whose class counts this run holds
         self.key_ids: dict[int, str] = {}  # a resumed run's owners keep their first key
 
@@ -289,13 +292,18 @@ class ReplyJudge:
             raise Rejected("class counts released in a run that balances the classes")
         if len(counts) != self.num_classes:
             raise Rejected(f"{len(counts)} class counts for {self.num_classes} classes")
+        categories = entry.get("category_counts", [])
+        if len(categories) != self.conditions.width:
+            raise Rejected(f"{len(categories)} category counts for the "
+                           f"{self.conditions.width} categories the GAN conditions on")
         noise = entry.get("class_noise", 0.0)
         if entry["mechanism"] == "dp-sgd" and noise != self.settings.class_noise:
             raise Rejected(f"the counts' noise {noise!r} is not the proposal's "
                            f"{self.settings.class_noise!r}")
-        if min(counts) < -COUNT_SIGMAS * noise:
-            raise Rejected(f"a class count of {min(counts):.4g} is below what noise of std "
-                           f"{noise:g} makes of a zero count")
+        std = counts_std(noise, count_blocks(True, self.conditions))
+        if min(counts + categories) < -COUNT_SIGMAS * std:
+            raise Rejected(f"a count of {min(counts + categories):.4g} is below what noise "
+                           f"of std {std:g} makes of a zero count")
         if cid in self.counted and not again:
             raise Rejected(f"a second class-count release from owner {cid} in this run")
 

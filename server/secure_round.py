@@ -54,6 +54,7 @@ from privacy.ledger import Ledger
 from privacy.linear_clipping import clipped_gradient_sum
 from privacy.update_bound import GENERATOR_BETAS, GENERATOR_LR
 from server.owner_guard import RunState, record
+from server.release import condition_counts
 from server.replies import ReplyJudge
 
 secagg_masks.install()  # unmask with the owners' generator (see privacy.secagg_masks)
@@ -248,6 +249,9 @@ class SecureRound:
         self.model.load_state_dict(weights)
         gan = self.generator_optimizer is not None
         fakes = self.settings.batch_size * n
+        if gan:  # training-by-sampling on the owners' released category counts (this round's too)
+            counted = condition_counts(self.ledger.entries, self.model.conditions)
+            self.model.condition_on(counted["counts"] if counted else None)
         extra = self._fakes_term(fakes) if gan else {}
         start = 0
         for p in (p for p in self.model.record_network.parameters() if p.requires_grad):

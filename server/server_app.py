@@ -19,6 +19,8 @@ from flwr.serverapp import Grid, ServerApp
 from rich.console import Console
 
 from genai_models import build_model, resolve
+from genai_models.cgan import ConditionalGAN
+from genai_models.training_by_sampling import Conditions
 from privacy.atomic import write_text
 from privacy.distributed_noise import SecureSumPlan, plan_for
 from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
@@ -28,7 +30,7 @@ from server.aggregation import build_strategy
 from server.checkpoints import load_latest, save_checkpoint
 from server.client_dp import ClientDpSettings, ClientLevelGaussian
 from server.owner_guard import OwnerGuard, RunState, state_from_ledger
-from server.release import class_shares, release_images, release_table
+from server.release import class_shares, condition_counts, release_images, release_table
 from server.replies import ReplyJudge
 from server.run_dir import claim, run_dir_for, unfinished
 from server.secure_round import SecureRound
@@ -116,6 +118,16 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
                                               hidden_dim=settings.hidden_dim,
                                               latent_dim=settings.latent_dim))
     train_config = ConfigRecord({"run-id": run_id})  # fedsynth's, kept across a resume
+    conditions = model.conditions if isinstance(model, ConditionalGAN) else Conditions()
+
+    def condition_on_counts() -> None:
+        # Training-by-sampling: fakes follow the owners' noisy category counts, public
+        # once released; the owners read them from the round's config.
+        state.condition_counts = condition_counts(ledger.entries, conditions)
+        if state.condition_counts:
+            train_config["condition-frequencies"] = state.condition_counts["counts"]
+
+    condition_on_counts()
     timings["setup"] = time.perf_counter() - t0
 
     t_train = time.perf_counter()
@@ -136,6 +148,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
             trained = guard.accepted
         if new_arrays is not None:
             arrays = new_arrays
+        condition_on_counts()
         state.rounds_completed = server_round
         state.ledger_head, state.ledger_lines = ledger.head, len(ledger.entries)
         save_checkpoint(
@@ -156,6 +169,8 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     state.class_shares = None if settings.balance else class_shares(ledger.entries,
                                                                      spec.num_classes)
     shares = state.class_shares["shares"] if state.class_shares else None
+    if isinstance(model, ConditionalGAN):
+        model.condition_on(state.condition_counts["counts"] if state.condition_counts else None)
     release = release_images if codec is None else release_table
     release(model, spec if codec is None else codec, settings.synthetic_samples, settings.seed,
             run_dir / "synthetic", shares)

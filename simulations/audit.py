@@ -34,7 +34,7 @@ from privacy.ledger import (
 )
 from privacy.owner_incidents import findings as incident_findings
 from privacy.signing import load_owner_keys, verify
-from server.release import class_shares
+from server.release import class_shares, condition_counts
 from simulations.accounting import recompute_epsilon
 
 MATCH_TOLERANCE = 0.01  # P8: recomputed within 1% of the reported epsilon
@@ -545,4 +545,10 @@ def _report_findings(report: dict, entries: list[dict], owners: list[OwnerAudit]
                if e.get("verdict") == "accepted" and "class_counts" in (e.get("owner_entry") or {})]
     true = None if config.balance or not counted else class_shares(entries, len(counted[0]))
     differs("privacy.class_shares.shares", stated.get("shares"), true["shares"] if true else None)
+    # The GAN's training-by-sampling counts are the owners' accepted category counts.
+    stated = privacy.get("condition_counts")
+    true = condition_counts(entries, config.conditions())
+    differs("privacy.condition_counts.counts",
+            stated.get("counts") if isinstance(stated, dict) else None,
+            true["counts"] if true else None)
     return found

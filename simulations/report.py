@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from genai_models.training_by_sampling import count_blocks, counts_std
 from privacy.atomic import write_text
 from privacy.experiment import ExperimentConfig
 
@@ -114,6 +115,7 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
             "noise": "DP noise and Poisson sampling drawn from OS entropy (unpredictable "
                      "from the configuration); seed governs public randomness only",
             "class_shares": _class_shares(config, state),
+            "condition_counts": state.condition_counts,
             "noise_mode": _noise_mode(config) if private else None,
         },
         "utility": {},
@@ -130,8 +132,11 @@ def _class_shares(config: ExperimentConfig, state) -> dict:
     if config.balance or state.class_shares is None:
         why = "--balance" if config.balance else "no owner's class counts were accepted"
         return {"mode": "balanced", "shares": None, "why": why}
-    noise = (f"Gaussian noise of std {config.class_noise:g} on each count, charged to each "
-             "owner's ε" if config.private else "exact counts (no DP in this run)")
+    blocks = count_blocks(True, config.conditions())
+    noise = (f"Gaussian noise of std {counts_std(config.class_noise, blocks):.4g} on each "
+             f"count (noise multiplier {config.class_noise:g}, sensitivity √{blocks}), "
+             "charged to each owner's ε" if config.private
+             else "exact counts (no DP in this run)")
     return {"mode": "owners' counts", "shares": state.class_shares["shares"],
             "owners": state.class_shares["owners"], "noise": noise}
 
@@ -181,6 +186,11 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         lines.append("- release classes: " + ", ".join(f"{v:.3f}" for v in shares["shares"])
                      + f" (the sum of {len(shares['owners'])} owners' counts; "
                      f"{shares['noise']})")
+    conditioned = p.get("condition_counts")
+    if conditioned:
+        lines.append(f"- GAN training-by-sampling: fakes and the release are conditioned on "
+                     f"the categorical columns' counts released with the class counts "
+                     f"({len(conditioned['owners'])} owners)")
     if report.get("evaluation_error"):
         lines += ["", f"**The evaluation failed**: {report['evaluation_error']}. The release "
                   "is in synthetic/; `fedsynth evaluate RUN_DIR` repeats the evaluation."]

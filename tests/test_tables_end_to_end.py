@@ -100,7 +100,18 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
     for attack in ("singling_out", "linkability", "inference"):
         assert 0 <= risks[attack]["risk"] <= 1 or "error" in risks[attack]
     assert "## Re-identification risks (Anonymeter)" in (out / "report.md").read_text()
+    conditioned = report["privacy"]["condition_counts"]
+    if model == "gan":  # training-by-sampling on region's 4 categories, from all 3 owners
+        assert conditioned["owners"] == [0, 1, 2] and len(conditioned["counts"]) == 4
+        assert "training-by-sampling" in (out / "report.md").read_text()
+    else:
+        assert conditioned is None
     assert _cli("audit", str(out), cwd=table).returncode == 0
+    if model == "gan":  # counts rewritten in the report ("no one is from the west") are caught
+        conditioned["counts"] = [100.0, 100.0, 100.0, 0.0]
+        (out / "report.json").write_text(json.dumps(report))
+        audit = _cli("audit", str(out), cwd=table)
+        assert audit.returncode == 1 and "privacy.condition_counts.counts" in audit.stdout
 
 
 def test_a_malformed_csv_is_one_line_and_exit_2(table):

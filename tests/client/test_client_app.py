@@ -419,3 +419,105 @@ def test_by_default_an_owner_assumes_one_colluder_under_distributed_noise(tmp_pa
     refused = _privacy(_call(node, 1, {**RUN, "noise": "distributed", "colluders": 0}))
     assert refused["reason"] == ("the proposal tolerates 0 colluding owners; this owner "
                                  "insists on 1")
+
+
+PEOPLE = """
+target = "outcome"
+
+[[columns]]
+name = "age"
+type = "integer"
+min = 18
+max = 90
+
+[[columns]]
+name = "region"
+type = "categorical"
+categories = ["north", "south", "east", "west"]
+
+[[columns]]
+name = "outcome"
+type = "categorical"
+categories = ["healthy", "sick"]
+"""
+
+
+def _table_gan_owner(tmp_path):
+    import pandas as pd
+
+    from genai_models import resolve
+
+    (tmp_path / "people.toml").write_text(PEOPLE)
+    regions = ["north"] * 60 + ["south"] * 30 + ["east"] * 10  # no one from the west
+    pd.DataFrame({"age": range(20, 120, 1)[:100], "region": regions,
+                  "outcome": ["sick", "healthy"] * 50}).assign(
+        age=lambda f: f.age.clip(upper=90)).to_csv(tmp_path / "o.csv", index=False)
+    node = {"data-path": str(tmp_path / "o.csv"), "schema-path": str(tmp_path / "people.toml"),
+            "epsilon-budget": 8.0, "max-delta": 1e-3, "max-records": 500}
+    run = {**RUN, "dataset": "csv", "schema-path": str(tmp_path / "people.toml"),
+           "model": "gan", "delta": 1e-3}
+    spec = resolve("csv", tmp_path / "people.toml")[0]
+    context = Context(run_id=1, node_id=7, node_config=node, state=RecordDict(), run_config={})
+
+    def call(server_round, frequencies=None):
+        model = build_model("gan", spec, hidden_dim=16, latent_dim=2)
+        config = {"server-round": server_round}
+        if frequencies is not None:
+            config["condition-frequencies"] = frequencies
+        msg = Message(content=RecordDict({"arrays": ArrayRecord(model.state_dict()),
+                                          "config": ConfigRecord(config)}),
+                      dst_node_id=7, message_type=MessageType.TRAIN)
+        return _privacy(train_round(msg, context, run, node))
+
+    return call
+
+
+def test_a_table_gan_owner_releases_its_category_counts_with_its_class_counts(tmp_path):
+    """Training-by-sampling: the conditioned column's counts ride on the class counts.
+
+    One release, noised for the joint sensitivity and charged once.
+    """
+    from privacy.accountant import epsilon_of
+
+    call = _table_gan_owner(tmp_path)
+    first = call(1)
+    assert first["status"] == "trained", first
+    assert len(first["class_counts"]) == 2 and len(first["category_counts"]) == 4
+    std = RUN["class-noise"] * math.sqrt(2)  # one class block and one conditioned column
+    exact = [60, 30, 10, 0]
+    assert all(abs(a - b) < 6 * std for a, b in zip(first["category_counts"], exact,
+                                                     strict=True))
+    history = [(RUN["class-noise"], 1.0, 1), (first["noise_multiplier"], first["sample_rate"],
+                                              first["steps"])]
+    assert first["epsilon"] == pytest.approx(epsilon_of(history, accountant="rdp", delta=1e-3))
+    second = call(2, frequencies=[6.0, 3.0, 1.0, 0.0])
+    assert second["status"] == "trained" and "category_counts" not in second
+
+
+@pytest.mark.parametrize("frequencies, why", [
+    ([1.0, 1.0, 1.0], "3 condition frequencies for 4 categories"),
+    ([1.0, float("nan"), 1.0, 1.0], "finite and non-negative"),
+    (["north", "south", "east", "west"], "not a list of numbers"),
+])
+def test_a_table_gan_owner_refuses_bad_frequencies_before_reading_a_record(tmp_path, frequencies,
+                                                                            why):
+    refused = _table_gan_owner(tmp_path)(1, frequencies)
+    assert refused["status"] == "refused" and why in refused["reason"]
+    assert not list(tmp_path.glob("*stopped*"))  # refused before the records: no stop
+
+
+def test_the_counts_noise_has_the_joint_sensitivitys_std():
+    import torch
+
+    from client.client_app import _noisy_counts
+    from client.dataset import LabelledData
+    from genai_models.training_by_sampling import Conditions
+
+    x = torch.zeros(10, 5)
+    x[:, 0] = 1  # every record in category 0 of the first column, the second column missing
+    data = LabelledData(x.numpy(), torch.zeros(10, dtype=torch.long).numpy())
+    draws = [_noisy_counts(data, 2, Conditions(((0, 2), (2, 3))), 10.0) for _ in range(300)]
+    noise = torch.tensor([d["class_counts"] + d["category_counts"] for d in draws])
+    noise -= torch.tensor([10.0, 0, 10, 0, 0, 0, 0])
+    assert float(noise.std()) == pytest.approx(10.0 * math.sqrt(3), rel=0.1)
+    assert draws[0]["class_noise"] == 10.0

@@ -73,3 +73,22 @@ def test_appending_does_not_rewrite_the_file(tmp_path):
     inode = path.stat().st_ino
     ledger.append(refusal(2))
     assert path.stat().st_ino == inode and len(read_ledger(path)) == 2
+
+
+@pytest.mark.parametrize("counts, why", [
+    ({"class_noise": 10.0, "category_counts": [1.0]}, "category_counts come only with"),
+    ({"class_noise": 10.0, "class_counts": [1.0], "category_counts": [float("inf")]},
+     "category_counts is not a list"),
+    ({"class_noise": 10.0, "class_counts": [1.0], "category_counts": []},
+     "category_counts is not a list"),
+])
+def test_category_counts_are_checked_like_class_counts(counts, why):
+    from privacy.ledger import check_entry
+
+    spend = {"round": 1, "client_id": 0, "run_id": 1, "mechanism": "dp-sgd",
+             "noise_multiplier": 1.0, "sample_rate": 0.1, "steps": 1, "max_grad_norm": 1.0,
+             "delta": 1e-5, "accountant": "rdp", "epsilon": 0.1, "lifetime_epsilon": 0.1,
+             "epsilon_budget": 8.0, "prev_hash": GENESIS, "hash": "h", **counts}
+    with pytest.raises(LedgerBroken, match=why):
+        check_entry("l.jsonl", 1, spend)
+    check_entry("l.jsonl", 1, {**spend, "class_counts": [1.0], "category_counts": [2.0, 3.0]})

@@ -367,3 +367,60 @@ def test_a_resumed_run_without_registered_keys_keeps_each_owners_first_key(tmp_p
     _, impostor = _signed(mallory, "trained", _spend(round=2), node=9)
     j = resumed.judge(impostor, 2, GLOBAL)
     assert not j.counts and "signed this run with another key before" in j.line["reason"]
+
+
+def test_a_table_gans_counts_must_hold_every_conditioned_category(tmp_path, owners):
+    """Training-by-sampling: category counts come with the class counts.
+
+    One per category of each categorical column; none below what the joint noise makes of 0.
+    """
+    schema = tmp_path / "t.toml"
+    schema.write_text('target = "y"\n[[columns]]\nname = "a"\ntype = "categorical"\n'
+                      'categories = ["p", "q", "r"]\n[[columns]]\nname = "y"\n'
+                      'type = "categorical"\ncategories = ["0", "1"]\n')
+    change = {"dataset": "csv", "schema_path": str(schema), "model": "gan"}
+    counts = {"class_noise": SETTINGS.class_noise, "class_counts": [5.0, 5.0],
+              "category_counts": [4.0, 3.0, 3.0]}
+    _, good = _signed(owners[0], "trained", _spend(**counts))
+    assert _judge(tmp_path, **change).judge(good, 1, GLOBAL).counts
+    std = SETTINGS.class_noise * 2 ** 0.5
+    for bad, why in (({"category_counts": [1.0, 2.0]}, "2 category counts for the 3 categories"),
+                     ({"category_counts": None}, "0 category counts for the 3 categories"),
+                     ({"category_counts": [-6.1 * std, 1.0, 1.0]}, "is below what noise")):
+        spend = {k: v for k, v in {**counts, **bad}.items() if v is not None}
+        _, reply = _signed(owners[1], "trained", _spend(client_id=1, **spend), node=6)
+        j = _judge(tmp_path, **change).judge(reply, 1, GLOBAL)
+        assert not j.counts and why in j.line["rejection"], j.line
+    # A VAE run conditions on nothing: category counts there are refused.
+    _, vae = _signed(owners[1], "trained", _spend(client_id=1, round=2, **counts), node=6)
+    j = _judge(tmp_path, **{**change, "model": "vae"}).judge(vae, 2, GLOBAL)
+    assert "3 category counts for the 0 categories" in j.line["rejection"]
+
+
+def test_condition_counts_sum_the_owners_and_take_back_the_noise_on_empty_categories():
+    from genai_models.training_by_sampling import Conditions
+    from server.release import condition_counts
+
+    conditions = Conditions(((0, 2), (3, 3)))
+
+    def line(cid, classes, cats, verdict="accepted"):
+        return {"verdict": verdict, "owner_entry": {"client_id": cid, "class_counts": classes,
+                                                    "category_counts": cats}}
+
+    lines = [line(0, [50.0, 50.0], [80.0, 20.0, 60.0, 45.0, -5.0]),
+             line(1, [50.0, 50.0], [70.0, 30.0, 50.0, 40.0, 10.0]),
+             line(1, [50.0, 50.0], [0.0, 900.0, 0.0, 0.0, 900.0]),  # a second release
+             line(2, [1e9, 0.0], [1e9, 0.0, 1e9, 0.0, 0.0]),  # claims a huge total
+             line(3, [50.0, 50.0], [0.0, 900.0, 0.0, 0.0, 900.0], verdict="rejected")]
+    counted = condition_counts(lines, conditions)
+    assert counted["owners"] == [0, 1, 2]
+    # Owner 2 weighs as the median owner (100 records): 1e9 x 100/1e9 = 100.
+    first, second = counted["counts"][:2], counted["counts"][2:]
+    assert first == pytest.approx([250.0, 50.0])
+    assert second == pytest.approx([210.0, 85.0, 5.0])  # non-negative already: kept
+    # A column whose noise made negatives: projected onto the non-negative vectors of its
+    # total, the negatives and the noise that balanced them go.
+    noisy = condition_counts([line(0, [5.0, 5.0], [9.0, 1.0, 10.0, -8.0, -7.0])], conditions)
+    assert noisy["counts"][2:] == pytest.approx([1.0, 0.0, 0.0])  # total max(-5, 1) = 1
+    assert condition_counts(lines, Conditions()) is None
+    assert condition_counts([], conditions) is None
