@@ -26,7 +26,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# Long fault scenarios with real SuperLink/SuperNode processes (minutes each).
+# Long scenarios with real SuperLink/SuperNode processes (minutes each): faults, and
+# the deployment of images (make test deploys a table).
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -m faults
 
