@@ -45,14 +45,15 @@ def class_shares(entries: list[dict], num_classes: int) -> dict | None:
 def condition_counts(entries: list[dict], conditions: Conditions) -> dict | None:
     """The federation's category counts for the GAN's training-by-sampling; None if none.
 
-    From the run's ledger, one accepted release per owner (as ``class_shares``): the
-    owners' noisy counts summed, each owner's scaled down to at most the median owner's
-    class total (no owner, whatever it claims, outweighs a typical one). Each column's
-    sum is then projected onto the non-negative vectors of its own total, which zeroes
-    the categories the noise alone made (clipping at zero would hand every empty
-    category a share of the noise). Post-processing; the audit recomputes it.
+    From the run's ledger, one accepted release per owner (as ``class_shares``): in each
+    column, the owners' noisy counts summed, each owner's scaled down to at most the
+    median owner's total in that column (no owner, whatever it claims, outweighs a
+    typical one). Each column's sum is then projected onto the non-negative vectors of
+    its own total, which zeroes the categories the noise alone made (clipping at zero
+    would hand every empty category a share of the noise). Post-processing; the audit
+    recomputes it.
     """
-    owners, vectors, totals = [], [], []
+    owners, vectors = [], []
     for line in entries:
         event = line.get("owner_entry") or {}
         cats = event.get("category_counts")
@@ -61,15 +62,15 @@ def condition_counts(entries: list[dict], conditions: Conditions) -> dict | None
             continue
         owners.append(event["client_id"])
         vectors.append(np.asarray(cats, dtype=float))
-        totals.append(max(float(np.sum(event["class_counts"])), 1.0))
     if not owners or not conditions.blocks:
         return None
-    cap = np.median(totals)
-    summed = sum(v * min(1.0, cap / t) for v, t in zip(vectors, totals, strict=True))
     out, pos = [], 0
     for _, width in conditions.blocks:
-        block = summed[pos:pos + width]
-        out += list(_simplex(block, max(float(block.sum()), 1.0)))
+        blocks = [v[pos:pos + width] for v in vectors]
+        totals = [max(float(b.sum()), 1.0) for b in blocks]
+        cap = np.median(totals)
+        summed = sum(b * min(1.0, cap / t) for b, t in zip(blocks, totals, strict=True))
+        out += list(_simplex(summed, max(float(summed.sum()), 1.0)))
         pos += width
     return {"counts": [round(float(c), 3) for c in out], "owners": sorted(owners)}
 

@@ -410,11 +410,11 @@ def test_condition_counts_sum_the_owners_and_take_back_the_noise_on_empty_catego
     lines = [line(0, [50.0, 50.0], [80.0, 20.0, 60.0, 45.0, -5.0]),
              line(1, [50.0, 50.0], [70.0, 30.0, 50.0, 40.0, 10.0]),
              line(1, [50.0, 50.0], [0.0, 900.0, 0.0, 0.0, 900.0]),  # a second release
-             line(2, [1e9, 0.0], [1e9, 0.0, 1e9, 0.0, 0.0]),  # claims a huge total
+             line(2, [1.0, 0.0], [1e9, 0.0, 1e9, 0.0, 0.0]),  # claims a huge column
              line(3, [50.0, 50.0], [0.0, 900.0, 0.0, 0.0, 900.0], verdict="rejected")]
     counted = condition_counts(lines, conditions)
     assert counted["owners"] == [0, 1, 2]
-    # Owner 2 weighs as the median owner (100 records): 1e9 x 100/1e9 = 100.
+    # In each column owner 2 weighs as the median owner (100 records): 1e9 x 100/1e9.
     first, second = counted["counts"][:2], counted["counts"][2:]
     assert first == pytest.approx([250.0, 50.0])
     assert second == pytest.approx([210.0, 85.0, 5.0])  # non-negative already: kept
