@@ -26,6 +26,18 @@ def test_frequencies_from_a_peer_are_checked(values, why):
         Conditions(BLOCKS).frequencies(values)
 
 
+def test_huge_frequencies_normalise_without_overflow():
+    """Their float sum is infinite: divided by it, the column would be all zero.
+
+    The multinomial draw would then fail in the middle of training, after the records
+    were read (an owner stops after such a failure).
+    """
+    freqs = Conditions(BLOCKS).frequencies([1e308, 1e308, 1e-300, 0.0, 5e307])
+    assert freqs.tolist() == pytest.approx([0.5, 0.5, 0.0, 0.0, 1.0])
+    assert Conditions(BLOCKS).draw(50, freqs).sum() == 50
+
+
+
 def test_frequencies_are_normalised_within_each_column():
     freqs = Conditions(BLOCKS).frequencies([30, 10, 1, 1, 2])
     assert freqs.tolist() == pytest.approx([0.75, 0.25, 0.25, 0.25, 0.5])
