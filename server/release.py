@@ -21,7 +21,7 @@ def class_shares(entries: list[dict], num_classes: int) -> dict | None:
     Each owner's counts are its signed, DP-noised release (at most one per run, checked
     by the reply judge). Each becomes a share vector (counts clipped at zero, divided by
     their sum), and the vectors are averaged weighted by each owner's noisy total capped
-    at the median owner's: the pooled shares when owners are alike in size, and no
+    at the (lower) median owner's: the pooled shares when owners are alike in size, and no
     owner, however large the counts it claims, weighs more than a typical one. All of
     it is post-processing; the audit recomputes the same shares from the ledger.
     """
@@ -37,9 +37,17 @@ def class_shares(entries: list[dict], num_classes: int) -> dict | None:
         vectors.append(counts / counts.sum())
     if not owners:
         return None
-    weights = np.minimum(totals, np.median(totals))
+    weights = np.minimum(totals, lower_median(totals))
     shares = (np.asarray(vectors) * weights[:, None]).sum(axis=0) / weights.sum()
     return {"shares": [round(float(v), 6) for v in shares], "owners": sorted(owners)}
+
+
+def lower_median(values: list[float]) -> float:
+    """The lower median of ``values``: with two owners, the smaller total.
+
+    Their mean would let a liar's huge total pull the cap up to half of it.
+    """
+    return float(np.sort(np.asarray(values, dtype=float))[(len(values) - 1) // 2])
 
 
 def condition_counts(entries: list[dict], conditions: Conditions) -> dict | None:
@@ -47,7 +55,7 @@ def condition_counts(entries: list[dict], conditions: Conditions) -> dict | None
 
     From the run's ledger, one accepted release per owner (as ``class_shares``): in each
     column, the owners' noisy counts summed, each owner's scaled down to at most the
-    median owner's total in that column (no owner, whatever it claims, outweighs a
+    (lower) median owner's total in that column (no owner, whatever it claims, outweighs a
     typical one). Each column's sum is then projected onto the non-negative vectors of
     its own total, which zeroes the categories the noise alone made (clipping at zero
     would hand every empty category a share of the noise). Post-processing; the audit
@@ -68,7 +76,7 @@ def condition_counts(entries: list[dict], conditions: Conditions) -> dict | None
     for _, width in conditions.blocks:
         blocks = [v[pos:pos + width] for v in vectors]
         totals = [max(float(b.sum()), 1.0) for b in blocks]
-        cap = np.median(totals)
+        cap = lower_median(totals)
         summed = sum(b * min(1.0, cap / t) for b, t in zip(blocks, totals, strict=True))
         out += list(_simplex(summed, max(float(summed.sum()), 1.0)))
         pos += width

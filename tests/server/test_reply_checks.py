@@ -309,9 +309,9 @@ def test_release_labels_follow_the_shares_and_keep_every_class():
                                                          "class_counts": [0.0, 900.0, 0.0]}})
     shares = class_shares(lines, 3)
     assert shares["owners"] == [0, 1]
-    # Owner 0: (30, 10, 0)/40; owner 1: (30, 10, 1)/41; both weigh min(total, median 40.5).
-    want = [(30 / 40 * 40 + 30 / 41 * 40.5) / 80.5, (10 / 40 * 40 + 10 / 41 * 40.5) / 80.5,
-            (1 / 41 * 40.5) / 80.5]
+    # Owner 0: (30, 10, 0)/40; owner 1: (30, 10, 1)/41; both weigh min(total, lower
+    # median 40): the mean of their shares.
+    want = [(30 / 40 + 30 / 41) / 2, (10 / 40 + 10 / 41) / 2, (1 / 41) / 2]
     assert shares["shares"] == pytest.approx(want, abs=1e-6)
     labels = release_labels(100, 3, [0.75, 0.25, 0.0])
     assert torch.bincount(labels).tolist() == [74, 25, 1]  # the zeroed class still appears
@@ -326,6 +326,8 @@ def test_one_owner_claiming_huge_counts_weighs_no_more_than_a_typical_owner():
     liar = {"verdict": "accepted", "owner_entry": {"client_id": 9, "class_counts": [1e12, 0.0]}}
     shares = class_shares([*honest, liar], 2)["shares"]
     assert shares[0] == pytest.approx(0.6)  # (4 x 0.5 + 1.0) / 5: a fifth of the say, no more
+    # With two owners, the liar weighs as much as the honest one, not half its own claim.
+    assert class_shares([honest[0], liar], 2)["shares"][0] == pytest.approx(0.75)
 
 
 @pytest.mark.parametrize("alien", [{"clipped": True}, {"update_norm": 1.0},
@@ -422,5 +424,8 @@ def test_condition_counts_sum_the_owners_and_take_back_the_noise_on_empty_catego
     # total, the negatives and the noise that balanced them go.
     noisy = condition_counts([line(0, [5.0, 5.0], [9.0, 1.0, 10.0, -8.0, -7.0])], conditions)
     assert noisy["counts"][2:] == pytest.approx([1.0, 0.0, 0.0])  # total max(-5, 1) = 1
+    two = condition_counts([lines[0], line(5, [1e6, 1e6], [0.0, 2e6, 0.0, 0.0, 2e6])],
+                           conditions)  # with two owners the liar weighs as the honest one
+    assert two["counts"] == pytest.approx([80.0, 120.0, 60.0, 45.0, 95.0], abs=0.01)
     assert condition_counts(lines, Conditions()) is None
     assert condition_counts([], conditions) is None
