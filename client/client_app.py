@@ -500,7 +500,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         )
         counted = any(e["mechanism"] == NONPRIVATE and e["run_id"] == request.run_id
                       for e in ledger.entries)
-        counts = {} if p.balance or counted else _counts(data, spec.num_classes,
+        counts = {} if not p.releases_counts or counted else _counts(data, spec.num_classes,
                                                           _conditions(model))
         entry = ledger.append({"round": request.server_round, "client_id": cid,
                                "run_id": request.run_id, "proposal": request.digest,
@@ -515,8 +515,9 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         return _send_share(msg, ledger, policy, request, model, spec, codec)
     budget, delta, q, acc = policy.epsilon_budget, p.delta, p.sample_rate, p.accountant
     # Once per run, before its first step, the owner releases its noisy class counts
-    # (unless the proposal balances the classes): one Gaussian step of sensitivity 1,
-    # planned and charged with the run's DP-SGD steps.
+    # (and a table GAN's category counts; not under --balance or owner-level DP): one
+    # Gaussian step of sensitivity 1 (√(1+k) with k columns' category counts, its std
+    # scaled to match), planned and charged with the run's DP-SGD steps.
     # They are skipped when they would cost the training too much: more than COUNTS_COST
     # extra DP-SGD noise (small budgets), a choice made from budgets alone, not data.
     lifetime, run = _history(mine), _history(this_run)
@@ -524,7 +525,7 @@ def _train_within_policy(msg: Message, ledger: Ledger, policy: OwnerPolicy,
         counts_step, sigma = [], this_run[0]["noise_multiplier"]
     else:
         sigma = _calibrate(lifetime, run, policy, p)
-        counts_step = [] if p.balance else [(p.class_noise, 1.0, 1)]
+        counts_step = [(p.class_noise, 1.0, 1)] if p.releases_counts else []
         with_counts = _calibrate(lifetime + counts_step, run + counts_step, policy, p) \
             if counts_step else 0.0
         if counts_step and with_counts and with_counts <= sigma * (1 + COUNTS_COST):

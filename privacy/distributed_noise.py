@@ -178,7 +178,7 @@ def public_noise(settings) -> tuple[float, bool]:
             "sample_rate": settings.sample_rate, "steps": settings.rounds,
             "accountant": settings.accountant}
     sigma = calibrate_noise(**plan)
-    if settings.balance:
+    if not settings.releases_counts:
         return sigma, False
     with_counts = calibrate_noise(history=[(settings.class_noise, 1.0, 1)], **plan)
     if with_counts <= sigma * (1 + COUNTS_COST):

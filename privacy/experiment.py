@@ -162,6 +162,16 @@ class ExperimentConfig:
             return 1
         return max(1, round(self.local_epochs / self.sample_rate))
 
+    @property
+    def releases_counts(self) -> bool:
+        """Whether owners release noisy class (and category) counts in this run.
+
+        Not under ``--balance``, and not under owner-level DP: the counts carry
+        record-level noise only, so a whole owner's records would show in them (in the
+        release's class shares and a GAN's conditions) beyond what owner-level DP says.
+        """
+        return not self.balance and self.client_dp == "none"
+
     def conditions(self) -> Conditions:
         """The columns the GAN's training-by-sampling conditions on (public schema).
 

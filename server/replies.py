@@ -290,6 +290,8 @@ class ReplyJudge:
         cid, counts = entry["client_id"], entry["class_counts"]
         if self.settings.balance:
             raise Rejected("class counts released in a run that balances the classes")
+        if not self.settings.releases_counts:
+            raise Rejected("class counts released under owner-level DP, which they escape")
         if len(counts) != self.num_classes:
             raise Rejected(f"{len(counts)} class counts for {self.num_classes} classes")
         categories = entry.get("category_counts", [])

@@ -166,7 +166,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
 
     t_release = time.perf_counter()
     model.load_state_dict(arrays.to_torch_state_dict())
-    state.class_shares = None if settings.balance else class_shares(ledger.entries,
+    state.class_shares = None if not settings.releases_counts else class_shares(ledger.entries,
                                                                      spec.num_classes)
     shares = state.class_shares["shares"] if state.class_shares else None
     if isinstance(model, ConditionalGAN):

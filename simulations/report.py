@@ -129,8 +129,10 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
 
 def _class_shares(config: ExperimentConfig, state) -> dict:
     """How the release's classes were chosen, and from what."""
-    if config.balance or state.class_shares is None:
-        why = "--balance" if config.balance else "no owner's class counts were accepted"
+    if not config.releases_counts or state.class_shares is None:
+        why = ("--balance" if config.balance else "owner-level DP: the counts carry "
+               "record-level noise only" if not config.releases_counts
+               else "no owner's class counts were accepted")
         return {"mode": "balanced", "shares": None, "why": why}
     blocks = count_blocks(True, config.conditions())
     noise = (f"Gaussian noise of std {counts_std(config.class_noise, blocks):.4g} on each "

@@ -217,8 +217,10 @@ def test_privacy_figures_rewritten_in_the_report_are_caught(fed, capsys):
         c.update(lifetime_epsilon=0.01, epsilon_budget=1.0, steps=1)
     p.update(max_lifetime_epsilon=0.01, delta=1e-9)
     p["client_level"]["epsilon"] = 0.01
-    assert p["class_shares"]["mode"] == "owners' counts"
-    p["class_shares"]["shares"] = [0.5, 0.5] + [0.0] * 8  # "the data was all zeros and ones"
+    # Owner-level DP: no counts were released, the classes were balanced; the report
+    # claims shares anyway ("the data was all zeros and ones").
+    assert p["class_shares"]["mode"] == "balanced"
+    p["class_shares"]["shares"] = [0.5, 0.5] + [0.0] * 8
     report_path.write_text(json.dumps(report))
     code, out = _audit(fed, capsys)
     assert code == EXIT_FINDING

@@ -298,6 +298,9 @@ def test_class_counts_are_taken_once_per_owner_with_the_proposals_noise(tmp_path
     _, balanced = _signed(owners[1], "trained", _spend(client_id=1, round=3, **counts), node=6)
     j = _judge(tmp_path, balance=True).judge(balanced, 3, GLOBAL)
     assert "balances the classes" in j.line["rejection"]
+    _, owner_level = _signed(owners[1], "trained", _spend(client_id=1, round=4, **counts), node=6)
+    j = _judge(tmp_path, client_dp="fixed").judge(owner_level, 4, GLOBAL)
+    assert "under owner-level DP" in j.line["rejection"]
 
 
 def test_release_labels_follow_the_shares_and_keep_every_class():
