@@ -84,6 +84,13 @@ class Segment:
         return self.start + self.width + int(self.column.nullable)
 
 
+MAX_CONDITIONED = 1000
+"""The most categories training-by-sampling conditions on (all categorical columns
+together); a schema with more conditions on none. Their counts ride in an owner's
+signed event, which a coordinator reads only up to a bounded size (about 7,500
+characters for 1,000 counts)."""
+
+
 @dataclass(frozen=True)
 class OutputHeads:
     """How a model's output maps onto a table's encoded columns (from the schema alone).
@@ -93,7 +100,7 @@ class OutputHeads:
     their offsets within a bin, in [0, 1] (a Gaussian head);
     every other position (booleans, missing indicators) is a Bernoulli head.
     ``conditioned`` holds the blocks of the categorical columns alone (not the bins):
-    the GAN's training-by-sampling conditions on them.
+    the GAN's training-by-sampling conditions on them (none beyond MAX_CONDITIONED).
     """
 
     categorical: tuple[tuple[int, int], ...]
@@ -140,6 +147,8 @@ class TableCodec:
                     categorical.append((seg.start, bins))
                 if offset:
                     numeric.append(seg.start + bins)
+        if sum(width for _, width in conditioned) > MAX_CONDITIONED:
+            conditioned = []
         return OutputHeads(categorical=tuple(categorical), numeric=tuple(numeric),
                            conditioned=tuple(conditioned))
 

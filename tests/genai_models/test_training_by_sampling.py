@@ -95,3 +95,17 @@ def test_a_model_without_categorical_columns_ignores_frequencies():
     model = ConditionalGAN(4, 2, hidden_dim=8, latent_dim=4)  # an image-like model
     model.condition_on([1.0, 2.0])
     assert model.frequencies is None and model.conditions.width == 0
+
+
+def test_a_schema_with_too_many_categories_conditions_on_none():
+    """Their counts would not fit the signed event a coordinator reads: no conditioning."""
+    from genai_models.schema import Column, Schema
+    from genai_models.table_codec import MAX_CONDITIONED, TableCodec
+
+    def schema(width):
+        cats = [f"c{i}" for i in range(width)]
+        return Schema(columns=(Column("a", "categorical", categories=tuple(cats)),
+                               Column("y", "categorical", categories=("0", "1"))), target="y")
+
+    assert TableCodec(schema(MAX_CONDITIONED)).heads().conditioned == ((0, MAX_CONDITIONED),)
+    assert TableCodec(schema(MAX_CONDITIONED + 1)).heads().conditioned == ()
