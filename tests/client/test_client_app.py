@@ -201,8 +201,7 @@ def test_class_counts_are_released_once_per_run_with_noise_and_charged(tmp_path)
 @pytest.mark.parametrize("change", [{"balance": True},
                                     {"client-dp": "fixed", "server-momentum": 0.0}])
 def test_with_balance_or_owner_level_dp_no_counts_are_released_or_charged(tmp_path, change):
-    """Under owner-level DP the counts would carry a whole owner's records with only
-    record-level noise: none are released."""
+    """No counts under owner-level DP: noised for one record, they would carry an owner's."""
     event = _privacy(_call(_node(tmp_path), 1, run={**RUN, **change}))
     assert event["status"] == "trained", event
     assert "class_counts" not in event and "class_noise" not in event
