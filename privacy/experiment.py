@@ -179,8 +179,10 @@ class ExperimentConfig:
         """
         from genai_models import resolve
 
+        if self.model != "gan":
+            return Conditions()
         heads = resolve(self.dataset, self.schema_path)[0].heads
-        return Conditions(heads.conditioned if self.model == "gan" and heads else ())
+        return Conditions(heads.conditioned if heads else ())
 
     @classmethod
     def field_docs(cls) -> dict[str, str]:

@@ -547,7 +547,12 @@ def _report_findings(report: dict, entries: list[dict], owners: list[OwnerAudit]
     differs("privacy.class_shares.shares", stated.get("shares"), true["shares"] if true else None)
     # The GAN's training-by-sampling counts are the owners' accepted category counts.
     stated = privacy.get("condition_counts")
-    true = condition_counts(entries, config.conditions())
+    try:  # the columns come from the run's schema, a file the auditor must be given
+        true = condition_counts(entries, config.conditions())
+    except (ValueError, OSError) as err:
+        found.append(f"report.json: privacy.condition_counts cannot be recomputed: the run's "
+                     f"schema cannot be read ({str(err)[:200]})")
+        return found
     differs("privacy.condition_counts.counts",
             stated.get("counts") if isinstance(stated, dict) else None,
             true["counts"] if true else None)

@@ -112,6 +112,12 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
         (out / "report.json").write_text(json.dumps(report))
         audit = _cli("audit", str(out), cwd=table)
         assert audit.returncode == 1 and "privacy.condition_counts.counts" in audit.stdout
+        (table / "people.toml").rename(table / "away.toml")  # the auditor lacks the schema
+        try:
+            audit = _cli("audit", str(out), cwd=table)
+        finally:
+            (table / "away.toml").rename(table / "people.toml")
+        assert audit.returncode == 1 and "schema cannot be read" in audit.stdout, audit.stderr
 
 
 def test_a_malformed_csv_is_one_line_and_exit_2(table):
