@@ -9,14 +9,13 @@ conditions the models. Nothing here looks at the data to decide how to encode it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from genai_models.schema import Column, Schema
+from genai_models.schema import MISSING, Column, Schema
 
-MISSING = {"", "na", "nan", "null", "none", "<na>"}
 TRUE = {"true", "1", "1.0", "yes", "y", "t"}
 FALSE = {"false", "0", "0.0", "no", "n", "f"}
 
@@ -226,7 +225,9 @@ class TableCodec:
         problems: list = []
         parts = [self._encode_column(s, frame[s.column.name], problems) for s in self.segments]
         target = self.schema.target_column
-        y_onehot = self._encode_column(Segment(target, 0, len(self.schema.classes)),
+        # The classes in declared order: a boolean target's are ("false", "true").
+        as_classes = replace(target, type="categorical", categories=self.schema.classes)
+        y_onehot = self._encode_column(Segment(as_classes, 0, len(self.schema.classes)),
                                        self._target_as_text(frame[target.name]), problems)
         if problems:
             raise DataError(_cells_message(source, problems))

@@ -125,3 +125,16 @@ def test_binned_numbers_are_a_bin_and_an_offset_and_small_integers_are_exact():
     back = codec.decode(x, y)
     assert np.allclose(back.age.to_numpy(float), [0, 25, 80], atol=1e-4)
     assert back.kids.tolist()[0] == 2 and back.kids.isna().tolist() == [False, True, False]
+
+
+def test_a_boolean_target_is_false_0_and_true_1_both_ways():
+    schema = parse_schema({"target": "smoker", "columns": [
+        {"name": "age", "type": "integer", "min": 18, "max": 90},
+        {"name": "smoker", "type": "boolean"}]}, "b.toml")
+    codec = TableCodec(schema)
+    x, y = codec.encode(pd.DataFrame({"age": ["30", "40", "50"],
+                                      "smoker": ["yes", "false", "TRUE"]}), "b.csv")
+    assert y.tolist() == [1, 0, 1]
+    assert codec.decode(x, y)["smoker"].tolist() == [True, False, True]
+    with pytest.raises(DataError, match=r"column 'smoker': unknown category .*'maybe'"):
+        codec.encode(pd.DataFrame({"age": ["30"], "smoker": ["maybe"]}), "b.csv")
