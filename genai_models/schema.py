@@ -19,6 +19,8 @@ from pathlib import Path
 TYPES = ("continuous", "integer", "categorical", "boolean")
 SCALES = ("linear", "log")
 MAX_BINS = 100
+MISSING = {"", "na", "nan", "null", "none", "<na>"}
+"""Cell texts read as a missing value (case-insensitive, after stripping)."""
 
 
 class SchemaError(ValueError):
@@ -142,6 +144,12 @@ def parse_schema(data: dict, source: str) -> Schema:
             if (not isinstance(cats, list) or len(cats) < 2
                     or len({str(c) for c in cats}) != len(cats)):
                 raise SchemaError(f"{where}: needs a list of at least two distinct categories")
+            taken = [str(c) for c in cats if str(c).strip().lower() in MISSING
+                     or str(c) != str(c).strip()]
+            if taken:
+                raise SchemaError(f"{where}: category {taken[0]!r} would be read as a missing "
+                                  f"value or never match a cell (cells are stripped; "
+                                  f"missing: {', '.join(repr(m) for m in sorted(MISSING))})")
             col = Column(name=name, type=kind, categories=tuple(str(c) for c in cats),
                          nullable=nullable)
         columns.append(col)

@@ -39,6 +39,8 @@ def test_good_schema_parses_from_toml_and_json(tmp_path):
         (lambda d: d["columns"][0].update(scale="sqrt"), "column 'a': scale='sqrt'; allowed: linear, log"),
         (lambda d: d["columns"][1].update(scale="log"), "scale and bins are for continuous and integer"),
         (lambda d: d["columns"][0].update(bins=1), "column 'a': bins=1; allowed: 0 (none) or an integer from 2 to 100"),
+        (lambda d: d["columns"][1].update(categories=["x", "None"]), "category 'None' would be read as a missing value"),
+        (lambda d: d["columns"][1].update(categories=["x", " z"]), "category ' z' would be read as a missing value or never match"),
     ],
 )
 def test_bad_schemas_are_named(change, message):
