@@ -49,24 +49,24 @@ class Generator(nn.Module):
         self.register_buffer("_binary", torch.tensor(binary, dtype=torch.bool),
                              persistent=False)  # schema, not weights
 
-    def logits(self, z: torch.Tensor, labels: torch.Tensor,
-               cond: torch.Tensor | None = None) -> torch.Tensor:
-        """The output layer before its heads, one row per row of ``z``.
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None,
+                draw: bool = False, generator: torch.Generator | None = None,
+                with_logits: bool = False):
+        """Records in [0, 1], one per row of ``z``: relaxed (training) or drawn (``draw``).
 
-        ``cond`` is each row's training-by-sampling condition (none: all zero).
+        ``cond`` is each row's training-by-sampling condition (none: all zero);
+        ``with_logits`` also returns the output layer before its heads (for the
+        condition's cross-entropy).
         """
         onehot = F.one_hot(labels.long(), self.num_classes).to(z.dtype)
         if cond is None:
             cond = z.new_zeros(len(z), self.conditions.width)
-        return self.net(torch.cat([z, onehot, cond], dim=1))
+        logits = self.net(torch.cat([z, onehot, cond], dim=1))
+        x = self._heads(logits, draw, generator)
+        return (x, logits) if with_logits else x
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor, cond: torch.Tensor | None = None,
-                draw: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Records in [0, 1], one per row of ``z``: relaxed (training) or drawn (``draw``)."""
-        return self.heads_of(self.logits(z, labels, cond), draw, generator)
-
-    def heads_of(self, logits: torch.Tensor, draw: bool = False,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def _heads(self, logits: torch.Tensor, draw: bool,
+               generator: torch.Generator | None) -> torch.Tensor:
         """The output heads applied to ``logits``: relaxed (training) or drawn (``draw``)."""
         x = torch.sigmoid(logits)
         if self.heads is None:

@@ -43,8 +43,7 @@ def generator_step(model: ConditionalGAN, disc, optimizer: torch.optim.Optimizer
     cond = model.conditions.draw(half, model.frequencies).repeat(2, 1)
     z = torch.randn(2 * half, model.latent_dim)
     optimizer.zero_grad(set_to_none=True)
-    logits = model.generator.logits(z, labels, cond)
-    fake = model.generator.heads_of(logits)
+    fake, logits = model.generator(z, labels, cond, with_logits=True)
     loss = F.binary_cross_entropy_with_logits(disc(fake, labels), torch.ones(2 * half))
     loss = loss + model.conditions.loss(logits, cond)
     if model.generator.heads is not None:

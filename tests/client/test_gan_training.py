@@ -42,10 +42,11 @@ def test_generator_never_receives_a_real_record_or_label(monkeypatch):
     train_private_gan(model, data, steps=4, noise_multiplier=1.0, sample_rate=0.25,
                       max_grad_norm=1.0, normaliser=8, learning_rate=0.1, accountant="rdp")
     assert seen, "the generator trained"
-    for z, labels in seen:
+    for z, labels, cond in seen:
         assert z.shape[1] == model.latent_dim  # noise, not a record
         assert any(labels is d or torch.equal(labels, d.repeat(2)) for d in drawn), \
             "labels are drawn uniformly (in the mode-seeking pairs), never real ones"
+        assert not cond.any()  # no frequencies were given: no condition
 
 
 def test_only_the_discriminator_is_private_and_every_step_is_counted(monkeypatch):
