@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# Long scenarios with real SuperLink/SuperNode processes (minutes each): faults, and
-# the deployment of images (make test deploys a table).
+# Long scenarios (minutes each): faults with real SuperLink/SuperNode processes, the
+# deployment of images (make test deploys a table), two simulations into one ledger.
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -m faults
 

@@ -137,6 +137,7 @@ def test_two_private_runs_with_the_same_seed_release_different_data(private_run,
         [e[k] for k in keys] for e in second)
 
 
+@pytest.mark.faults  # two runs; make test covers the same rule per owner (test_client_app)
 def test_a_reused_owner_ledger_folder_carries_the_lifetime_budget(tmp_path):
     ledgers = tmp_path / "owners"
     flags = ("--epsilon", "1", "--budgets", "0=1.5", "--rounds", "1",
