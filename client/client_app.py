@@ -51,7 +51,7 @@ from client.secure_share import (
 )
 from genai_models import build_model, resolve
 from genai_models.cgan import ConditionalGAN
-from genai_models.training_by_sampling import Conditions, count_blocks, counts_std
+from genai_models.training_by_sampling import Conditions
 from privacy.accountant import (
     History,
     calibrate_noise,
@@ -441,7 +441,7 @@ def _noisy_counts(data: LabelledData, num_classes: int, conditions: Conditions,
     floating-point defence against reading a count back from the noise's low bits.
     """
     exact = _counts(data, num_classes, conditions)
-    std = counts_std(noise, count_blocks(True, conditions))
+    std = conditions.counts_std(noise)
     out = {"class_noise": noise}
     for key, values in exact.items():
         values = torch.as_tensor(values, dtype=torch.float64)

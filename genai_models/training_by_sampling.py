@@ -11,8 +11,8 @@ and charged with their class counts), so using them is post-processing. CTGAN al
 picks the *real* rows by the condition; DP-SGD's accountant needs the real batch to
 be a Poisson sample of all records, so here the discriminator sees real records as
 they come, and fakes whose conditions follow the same frequencies. Without
-frequencies (before the first release, under ``--balance``, or when the counts would
-cost the training too much) there is no condition: the all-zero vector.
+frequencies (before the first release, under ``--balance`` or owner-level DP, or when
+the counts would cost the training too much) there is no condition: the all-zero vector.
 """
 
 from __future__ import annotations
@@ -98,16 +98,15 @@ class Conditions:
             pos += width
         return total / max(len(logits), 1)
 
+    @property
+    def count_blocks(self) -> int:
+        """How many counts one record moves by one in an owner's counts release.
 
-def count_blocks(class_counts: bool, conditions: Conditions) -> int:
-    """How many counts one record moves by one in an owner's counts release.
+        Its class, and its category in each conditioned column: the release's L2
+        sensitivity is the square root of this.
+        """
+        return 1 + len(self.blocks)
 
-    A record adds one to its class and one to its category in each conditioned
-    column: the release's L2 sensitivity is the square root of this.
-    """
-    return int(class_counts) + len(conditions.blocks)
-
-
-def counts_std(noise_multiplier: float, blocks: int) -> float:
-    """The Gaussian std on each count for ``noise_multiplier`` at sensitivity √blocks."""
-    return noise_multiplier * math.sqrt(max(blocks, 1))
+    def counts_std(self, noise_multiplier: float) -> float:
+        """The Gaussian std on each count for ``noise_multiplier`` at that sensitivity."""
+        return noise_multiplier * math.sqrt(self.count_blocks)

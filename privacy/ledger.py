@@ -158,7 +158,8 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         bad("category_counts come only with class_counts")
     if mechanism == NONPRIVATE and "class_counts" in e:
         _counts(bad, e["class_counts"])
-        _counts(bad, e.get("category_counts", [0]), "category_counts")
+        if "category_counts" in e:
+            _counts(bad, e["category_counts"], "category_counts")
     if mechanism in (REFUSAL, NONPRIVATE):
         if not (mechanism == REFUSAL and e["client_id"] is None and "verdict" in e):
             number("client_id", 0, integer=True)  # the coordinator may not know who sent it
@@ -182,7 +183,8 @@ def check_entry(path: Path | str, n: int, e: dict) -> None:
         if "class_noise" in e:
             number("class_noise", 0, low_open=True)
             _counts(bad, e["class_counts"])
-            _counts(bad, e.get("category_counts", [0]), "category_counts")
+            if "category_counts" in e:
+                _counts(bad, e["category_counts"], "category_counts")
         if any(k in e for k in DISTRIBUTED_FIELDS):
             missing = [k for k in DISTRIBUTED_FIELDS if k not in e]
             if missing or e["noise"] != "distributed":

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
 from genai_models import resolve
-from genai_models.training_by_sampling import count_blocks, counts_std
 from privacy.accountant import calibrate_noise
 from privacy.distributed_noise import SecureSumPlan
 from privacy.experiment import ExperimentConfig, proposal_digest
@@ -302,7 +301,7 @@ class ReplyJudge:
         if entry["mechanism"] == "dp-sgd" and noise != self.settings.class_noise:
             raise Rejected(f"the counts' noise {noise!r} is not the proposal's "
                            f"{self.settings.class_noise!r}")
-        std = counts_std(noise, count_blocks(True, self.conditions))
+        std = self.conditions.counts_std(noise)
         if min(counts + categories) < -COUNT_SIGMAS * std:
             raise Rejected(f"a count of {min(counts + categories):.4g} is below what noise "
                            f"of std {std:g} makes of a zero count")

@@ -20,7 +20,6 @@ from rich.console import Console
 
 from genai_models import build_model, resolve
 from genai_models.cgan import ConditionalGAN
-from genai_models.training_by_sampling import Conditions
 from privacy.atomic import write_text
 from privacy.distributed_noise import SecureSumPlan, plan_for
 from privacy.experiment import ConfigError, ExperimentConfig, proposal_digest
@@ -118,7 +117,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
                                               hidden_dim=settings.hidden_dim,
                                               latent_dim=settings.latent_dim))
     train_config = ConfigRecord({"run-id": run_id})  # fedsynth's, kept across a resume
-    conditions = model.conditions if isinstance(model, ConditionalGAN) else Conditions()
+    conditions = settings.conditions()
 
     def condition_on_counts() -> None:
         # Training-by-sampling: fakes follow the owners' noisy category counts, public

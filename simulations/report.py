@@ -11,7 +11,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from genai_models.training_by_sampling import count_blocks, counts_std
 from privacy.atomic import write_text
 from privacy.experiment import ExperimentConfig
 
@@ -134,9 +133,10 @@ def _class_shares(config: ExperimentConfig, state) -> dict:
                "record-level noise only" if not config.releases_counts
                else "no owner's class counts were accepted")
         return {"mode": "balanced", "shares": None, "why": why}
-    blocks = count_blocks(True, config.conditions())
-    noise = (f"Gaussian noise of std {counts_std(config.class_noise, blocks):.4g} on each "
-             f"count (noise multiplier {config.class_noise:g}, sensitivity √{blocks}), "
+    conditions = config.conditions()
+    noise = (f"Gaussian noise of std {conditions.counts_std(config.class_noise):.4g} on each "
+             f"count (noise multiplier {config.class_noise:g}, sensitivity "
+             f"√{conditions.count_blocks}), "
              "charged to each owner's ε" if config.private
              else "exact counts (no DP in this run)")
     return {"mode": "owners' counts", "shares": state.class_shares["shares"],

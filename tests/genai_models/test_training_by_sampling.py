@@ -6,7 +6,7 @@ import torch
 from genai_models.cgan import ConditionalGAN
 from genai_models.gan_steps import generator_step
 from genai_models.table_codec import OutputHeads
-from genai_models.training_by_sampling import Conditions, count_blocks, counts_std
+from genai_models.training_by_sampling import Conditions
 
 # Two categorical columns: 2 categories at positions 0-1, 3 categories at 3-5.
 BLOCKS = ((0, 2), (3, 3))
@@ -67,9 +67,9 @@ def test_the_penalty_is_the_cross_entropy_of_the_conditioned_column_only():
 
 
 def test_the_counts_std_grows_with_the_square_root_of_the_blocks():
-    assert count_blocks(True, Conditions(BLOCKS)) == 3
-    assert count_blocks(True, Conditions()) == 1
-    assert counts_std(10.0, 4) == pytest.approx(20.0)
+    assert Conditions(BLOCKS).count_blocks == 3
+    assert Conditions().count_blocks == 1
+    assert Conditions(((0, 2), (2, 2), (4, 2))).counts_std(10.0) == pytest.approx(20.0)
 
 
 def test_a_conditioned_generator_releases_the_frequencies_it_was_trained_on():
