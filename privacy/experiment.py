@@ -90,6 +90,10 @@ class ExperimentConfig:
     """Width of the model's hidden layers (noise grows with the parameter count)."""
     latent_dim: int = 4
     """Latent dimension: the VAE's code, the GAN's noise vector."""
+    generator_average: float = 0.33
+    """The GAN releases an exponential moving average of the rounds' generators, its time
+    constant this share of the run's rounds (post-processing, no privacy cost); 0
+    releases the last round's generator. The VAE always releases its last model."""
     partition: str = "dirichlet"
     """How records are split among owners."""
     alpha: float = 1.0
@@ -285,6 +289,8 @@ class ExperimentConfig:
         for key in ("max_grad_norm", "learning_rate", "alpha"):
             if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
                 _fail(key, getattr(self, key), "a finite number > 0")
+        if not 0 <= self.generator_average <= 1:
+            _fail("generator_average", self.generator_average, "a share of the rounds in [0, 1]")
         if not 0 < self.holdout < 1:
             _fail("holdout", self.holdout, "a fraction in (0, 1)")
         _allowed("client_dp", self.client_dp, CLIENT_DP_MODES)

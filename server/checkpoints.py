@@ -9,10 +9,16 @@ import torch
 from privacy.atomic import write_with
 
 
-def save_checkpoint(run_dir: Path, server_round: int, state_dict: dict, server_state: dict) -> Path:
-    """Write ``checkpoints/round-NNN.pt`` holding the model and the server's state."""
+def save_checkpoint(run_dir: Path, server_round: int, state_dict: dict, server_state: dict,
+                    average: dict | None = None) -> Path:
+    """Write ``checkpoints/round-NNN.pt`` holding the model and the server's state.
+
+    ``average``: the GAN's generator average so far (:mod:`server.generator_average`).
+    """
     path = run_dir / "checkpoints" / f"round-{server_round:03d}.pt"
     payload = {"round": server_round, "model": state_dict, "server": server_state}
+    if average is not None:
+        payload["average"] = average
     return write_with(path, lambda handle: torch.save(payload, handle))
 
 

@@ -28,6 +28,7 @@ from privacy.signing import load_owner_keys
 from server.aggregation import build_strategy
 from server.checkpoints import load_latest, save_checkpoint
 from server.client_dp import ClientDpSettings, ClientLevelGaussian
+from server.generator_average import GeneratorAverage
 from server.owner_guard import OwnerGuard, RunState, state_from_ledger
 from server.release import class_shares, condition_counts, release_images, release_table
 from server.replies import ReplyJudge
@@ -77,6 +78,8 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
         settings.model, spec, hidden_dim=settings.hidden_dim, latent_dim=settings.latent_dim
     )
     arrays = ArrayRecord(model.state_dict())
+    average = (GeneratorAverage(model.generator, settings.generator_average, settings.rounds)
+               if isinstance(model, ConditionalGAN) else None)
     base = build_strategy(settings)
     dp_settings = ClientDpSettings.from_experiment(settings)
     owner_dp = ClientLevelGaussian(dp_settings) if dp_settings else None
@@ -88,6 +91,11 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     first = 1
     if resume:
         arrays = ArrayRecord(latest["model"])
+        if average is not None and "average" in latest:
+            average.load_state_dict(latest["average"])
+        elif average is not None:  # a checkpoint from before the average: it starts here
+            model.load_state_dict(latest["model"])
+            average.update(model.generator)
         first = int(latest["round"]) + 1
         state = state_from_ledger(run_id, settings.private, ledger.entries)
         judge.remember(ledger.entries)
@@ -106,10 +114,12 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
         write_text(run_dir / "config.toml", tomli_w.dumps(settings.to_run_config()))
         ledger.path.touch()  # an empty ledger is a statement too: nothing was received (yet)
         state = RunState(run_id=run_id, private=settings.private)
+        if average is not None:
+            average.update(model.generator)
         # Before any owner is asked: a run stopped in its first round resumes too.
         save_checkpoint(run_dir, 0, arrays.to_torch_state_dict(),
                         {"ledger_head": ledger.head, "ledger_lines": 0, "run_id": run_id,
-                         "exhausted_nodes": []})
+                         "exhausted_nodes": []}, average and average.state_dict())
     guard = OwnerGuard(base, judge=judge, ledger=ledger, state=state,
                        fraction=settings.fraction, owner_dp=owner_dp)
     secure = plan and SecureRound(settings, plan, judge, ledger, state, run_id,
@@ -147,6 +157,9 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
             trained = guard.accepted
         if new_arrays is not None:
             arrays = new_arrays
+        if average is not None:  # every round, a kept model too (its weight in the path)
+            model.load_state_dict(arrays.to_torch_state_dict())
+            average.update(model.generator)
         condition_on_counts()
         state.rounds_completed = server_round
         state.ledger_head, state.ledger_lines = ledger.head, len(ledger.entries)
@@ -156,6 +169,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
             arrays.to_torch_state_dict(),
             {"ledger_head": ledger.head, "ledger_lines": len(ledger.entries), "run_id": run_id,
              "exhausted_nodes": sorted(state.exhausted_nodes)},
+            average and average.state_dict(),
         )
         _progress(settings, state, server_round, trained, time.perf_counter() - t_round)
         # Every owner must join the first round; later rounds go on with those still
@@ -165,6 +179,8 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
 
     t_release = time.perf_counter()
     model.load_state_dict(arrays.to_torch_state_dict())
+    if average is not None:
+        model.generator.load_state_dict(average.weights())
     state.class_shares = None if not settings.releases_counts else class_shares(ledger.entries,
                                                                      spec.num_classes)
     shares = state.class_shares["shares"] if state.class_shares else None

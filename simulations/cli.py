@@ -34,9 +34,9 @@ SIMULATE_FLAGS = (
     "model", "dataset", "num-clients", "fraction", "rounds", "local-epochs", "epsilon",
     "delta", "accountant", "sample-rate", "batch-size", "learning-rate", "optimizer",
     "aggregation", "round-timeout", "server-learning-rate", "server-momentum", "hidden-dim",
-    "latent-dim", "partition", "alpha", "holdout", "seed", "synthetic-samples", "client-dp",
-    "client-noise", "client-clip", "client-delta", "canaries", "balance", "class-noise",
-    "noise", "dropout-margin", "colluders",
+    "latent-dim", "generator-average", "partition", "alpha", "holdout", "seed",
+    "synthetic-samples", "client-dp", "client-noise", "client-clip", "client-delta", "canaries",
+    "balance", "class-noise", "noise", "dropout-margin", "colluders",
 )
 SWITCHES = ("balance",)  # flags without a value: present means true
 CHOICES = {"model": MODELS, "dataset": DATASETS, "accountant": ACCOUNTANTS,

@@ -7,8 +7,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from genai_models import build_model, resolve
 from genai_models.schema import load_schema
+from server.release import release_table
 
 SCHEMA = """
 target = "outcome"
@@ -73,7 +76,7 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
     out = table / f"run-{model}"
     proc = _cli("simulate", "--model", model, "--data", "people.csv", "--schema", "people.toml",
                 "--num-clients", "3", "--rounds", "2", "--hidden-dim", "32",
-                "--out", str(out), cwd=table)
+                "--generator-average", "1", "--out", str(out), cwd=table)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     synth = pd.read_csv(out / "synthetic" / "synthetic.csv", dtype=str, keep_default_na=False)
     schema = load_schema(table / "people.toml")
@@ -107,6 +110,8 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
     else:
         assert conditioned is None
     assert _cli("audit", str(out), cwd=table).returncode == 0
+    if model == "gan":
+        _released_from_the_average_of_the_generators(out, table, report, synth)
     if model == "gan":  # counts rewritten in the report ("no one is from the west") are caught
         conditioned["counts"] = [100.0, 100.0, 100.0, 0.0]
         (out / "report.json").write_text(json.dumps(report))
@@ -118,6 +123,32 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
         finally:
             (table / "away.toml").rename(table / "people.toml")
         assert audit.returncode == 1 and "schema cannot be read" in audit.stdout, audit.stderr
+
+
+def _released_from_the_average_of_the_generators(out, table, report, synth):
+    """Window 1 of 2 rounds (decay 1/2): g0/4 + g1/4 + g2/2 released, not the last g2."""
+    paths = [out / "checkpoints" / f"round-{r:03d}.pt" for r in range(3)]
+    models = [torch.load(p, weights_only=True)["model"] for p in paths]
+    kept = torch.load(paths[-1], weights_only=True)["average"]
+    average = {k.removeprefix("module."): v for k, v in kept.items() if k.startswith("module.")}
+    for key, value in average.items():
+        if value.is_floating_point():
+            g = [m[f"generator.{key}"] for m in models]
+            assert torch.allclose(value, g[0] / 4 + g[1] / 4 + g[2] / 2, atol=1e-6), key
+    spec, codec = resolve("csv", str(table / "people.toml"))
+    gan = build_model("gan", spec, hidden_dim=32, latent_dim=4)
+    gan.load_state_dict(models[-1])
+    gan.generator.load_state_dict(average)
+    gan.condition_on(report["privacy"]["condition_counts"]["counts"])
+    shares = report["privacy"]["class_shares"]["shares"]
+
+    def released(where):
+        release_table(gan, codec, 2000, 0, out / where, shares)
+        return pd.read_csv(out / where / "synthetic.csv", dtype=str, keep_default_na=False)
+
+    assert released("again").equals(synth)
+    gan.load_state_dict(models[-1])  # the last generator alone would have released other rows
+    assert not released("last").equals(synth)
 
 
 def test_a_malformed_csv_is_one_line_and_exit_2(table):
