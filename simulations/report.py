@@ -13,6 +13,7 @@ from rich.table import Table
 
 from privacy.atomic import write_text
 from privacy.experiment import ExperimentConfig
+from server.generator_average import ema_decay
 
 RELATION = (
     "record-level: add or remove one record of one owner's data "
@@ -95,6 +96,7 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
         "num_clients": config.num_clients,
         "rounds_requested": config.rounds,
         "rounds_completed": state.rounds_completed,
+        "released_model": _released_model(config),
         "privacy": {
             "dp": private,
             "delta": config.delta if private else None,
@@ -124,6 +126,16 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
         "clipped_updates": state.clipped,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+def _released_model(config: ExperimentConfig) -> str:
+    """Which model the release samples: the last one, or the GAN's generator average."""
+    decay = ema_decay(config.generator_average, config.rounds)
+    if config.model != "gan" or decay == 0:
+        return "the last round's global model"
+    return (f"the average of the rounds' generators (exponential, decay {decay:.4g} a "
+            f"round: a time constant of {config.generator_average:g} of the run; "
+            "post-processing)")
 
 
 def _class_shares(config: ExperimentConfig, state) -> dict:
@@ -188,6 +200,8 @@ def render_markdown(report: dict, run_dir: Path) -> str:
         lines.append("- release classes: " + ", ".join(f"{v:.3f}" for v in shares["shares"])
                      + f" (the sum of {len(shares['owners'])} owners' counts; "
                      f"{shares['noise']})")
+    if "released_model" in report:
+        lines.append(f"- released model: {report['released_model']}")
     conditioned = p.get("condition_counts")
     if conditioned:
         lines.append(f"- GAN training-by-sampling: fakes and the release are conditioned on "

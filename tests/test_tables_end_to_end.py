@@ -111,6 +111,8 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
         assert conditioned is None
     assert _cli("audit", str(out), cwd=table).returncode == 0
     if model == "gan":
+        assert "the average of the rounds' generators (exponential, decay 0.5" in \
+            (out / "report.md").read_text()
         _released_from_the_average_of_the_generators(out, table, report, synth)
     if model == "gan":  # counts rewritten in the report ("no one is from the west") are caught
         conditioned["counts"] = [100.0, 100.0, 100.0, 0.0]
