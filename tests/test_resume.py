@@ -1,7 +1,8 @@
 """One Ctrl-C stops a run at once and leaves nothing running; it resumes, nothing spent twice.
 
-Real processes: `fedsynth simulate` gets SIGINT once round 2's checkpoint exists, then
-`fedsynth simulate --resume` finishes it. Long: `make test-faults`.
+Real processes: `fedsynth simulate` (a GAN, whose release averages the rounds'
+generators) gets SIGINT once round 2's checkpoint exists, then `fedsynth simulate
+--resume` finishes it. Long: `make test-faults`.
 """
 
 import json
@@ -13,8 +14,10 @@ import time
 
 import psutil
 import pytest
+import torch
 
 from privacy.ledger import read_ledger
+from server.generator_average import ema_decay
 from simulations.cli import main
 
 pytestmark = pytest.mark.faults
@@ -32,8 +35,8 @@ def test_a_killed_run_resumes_without_spending_twice(tmp_path, capsys):
     cfg.write_text("hidden-dim = 16\nlatent-dim = 2\nsynthetic-samples = 100\n")
     run, owners = tmp_path / "run", tmp_path / "owners"
     cmd = [sys.executable, "-m", "simulations.cli", "simulate", "--config", str(cfg),
-           "--num-clients", "2", "--rounds", "4", "--out", str(run), "--owner-ledgers",
-           str(owners)]
+           "--model", "gan", "--num-clients", "2", "--rounds", "4", "--out", str(run),
+           "--owner-ledgers", str(owners)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
@@ -76,6 +79,7 @@ def test_a_killed_run_resumes_without_spending_twice(tmp_path, capsys):
         for missing in set(range(1, 5)) - set(rounds):
             assert any(e["round"] == missing and e.get("verdict") == "rejected"
                        and "error" in e["reason"] for e in mine), missing
+    _the_average_went_on_across_the_stop(run, decay=ema_decay(0.33, 4))
     audit = subprocess.run([sys.executable, "-m", "simulations.cli", "audit", str(run),
                             "--owner-ledgers", str(owners)], capture_output=True, text=True,
                            timeout=300)
@@ -83,3 +87,18 @@ def test_a_killed_run_resumes_without_spending_twice(tmp_path, capsys):
     again = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", "--resume",
                             str(run)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "is a finished run" in again.stderr
+
+
+def _the_average_went_on_across_the_stop(run, decay):
+    """The last checkpoint's generator average folds in every round's generator, 0 to 4."""
+    models = [torch.load(run / "checkpoints" / f"round-{r:03d}.pt", weights_only=True)["model"]
+              for r in range(5)]
+    kept = torch.load(run / "checkpoints" / "round-004.pt", weights_only=True)["average"]
+    assert int(kept["n_averaged"]) == 5
+    for key, value in kept.items():
+        name = key.removeprefix("module.")
+        if key.startswith("module.") and value.is_floating_point():
+            expected = models[0][f"generator.{name}"]
+            for m in models[1:]:
+                expected = decay * expected + (1 - decay) * m[f"generator.{name}"]
+            assert torch.allclose(value, expected, atol=1e-6), name
