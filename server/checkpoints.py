@@ -24,7 +24,13 @@ def save_checkpoint(run_dir: Path, server_round: int, state_dict: dict, server_s
 
 def load_latest(run_dir: Path) -> dict | None:
     """The newest checkpoint of a run, or None when there is none."""
-    paths = sorted((run_dir / "checkpoints").glob("round-*.pt"))
+    paths = sorted((run_dir / "checkpoints").glob("round-*.pt"), key=_round_of)
     if not paths:
         return None
     return torch.load(paths[-1], weights_only=True)
+
+
+def _round_of(path: Path) -> int:
+    """The round a checkpoint's name holds (round-1000 after round-999); -1 for a stray name."""
+    number = path.stem.removeprefix("round-")
+    return int(number) if number.isdigit() else -1

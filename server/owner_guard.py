@@ -57,6 +57,8 @@ class RunState:
     condition_counts: dict | None = None
     """The GAN's training-by-sampling counts from the owners' noisy category counts
     (None: no condition)."""
+    released_model: str = "the last round's global model"
+    """Which model the release samples (the GAN's: its generator average)."""
     client_level_epsilon: float | None = None
     ledger_head: str = GENESIS
     ledger_lines: int = 0

@@ -91,11 +91,8 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     first = 1
     if resume:
         arrays = ArrayRecord(latest["model"])
-        if average is not None and "average" in latest:
-            average.load_state_dict(latest["average"])
-        elif average is not None:  # a checkpoint from before the average: it starts here
-            model.load_state_dict(latest["model"])
-            average.update(model.generator)
+        if average is not None and "average" in latest:  # else (an older checkpoint) the
+            average.load_state_dict(latest["average"])  # average starts with the next round
         first = int(latest["round"]) + 1
         state = state_from_ledger(run_id, settings.private, ledger.entries)
         judge.remember(ledger.entries)
@@ -114,8 +111,6 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
         write_text(run_dir / "config.toml", tomli_w.dumps(settings.to_run_config()))
         ledger.path.touch()  # an empty ledger is a statement too: nothing was received (yet)
         state = RunState(run_id=run_id, private=settings.private)
-        if average is not None:
-            average.update(model.generator)
         # Before any owner is asked: a run stopped in its first round resumes too.
         save_checkpoint(run_dir, 0, arrays.to_torch_state_dict(),
                         {"ledger_head": ledger.head, "ledger_lines": 0, "run_id": run_id,
@@ -159,7 +154,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
             arrays = new_arrays
         if average is not None:  # every round, a kept model too (its weight in the path)
             model.load_state_dict(arrays.to_torch_state_dict())
-            average.update(model.generator)
+            average.update(model.generator, server_round)
         condition_on_counts()
         state.rounds_completed = server_round
         state.ledger_head, state.ledger_lines = ledger.head, len(ledger.entries)
@@ -180,7 +175,9 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
     t_release = time.perf_counter()
     model.load_state_dict(arrays.to_torch_state_dict())
     if average is not None:
-        model.generator.load_state_dict(average.weights())
+        if average.models:
+            model.generator.load_state_dict(average.weights())
+        state.released_model = average.describe()
     state.class_shares = None if not settings.releases_counts else class_shares(ledger.entries,
                                                                      spec.num_classes)
     shares = state.class_shares["shares"] if state.class_shares else None

@@ -13,7 +13,6 @@ from rich.table import Table
 
 from privacy.atomic import write_text
 from privacy.experiment import ExperimentConfig
-from server.generator_average import ema_decay
 
 RELATION = (
     "record-level: add or remove one record of one owner's data "
@@ -96,7 +95,7 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
         "num_clients": config.num_clients,
         "rounds_requested": config.rounds,
         "rounds_completed": state.rounds_completed,
-        "released_model": _released_model(config),
+        "released_model": state.released_model,
         "privacy": {
             "dp": private,
             "delta": config.delta if private else None,
@@ -126,16 +125,6 @@ def build_report(config: ExperimentConfig, state, timings: dict) -> dict:
         "clipped_updates": state.clipped,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
-
-
-def _released_model(config: ExperimentConfig) -> str:
-    """Which model the release samples: the last one, or the GAN's generator average."""
-    decay = ema_decay(config.generator_average, config.rounds)
-    if config.model != "gan" or decay == 0:
-        return "the last round's global model"
-    return (f"the average of the rounds' generators (exponential, decay {decay:.4g} a "
-            f"round: a time constant of {config.generator_average:g} of the run; "
-            "post-processing)")
 
 
 def _class_shares(config: ExperimentConfig, state) -> dict:

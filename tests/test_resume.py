@@ -90,15 +90,14 @@ def test_a_killed_run_resumes_without_spending_twice(tmp_path, capsys):
 
 
 def _the_average_went_on_across_the_stop(run, decay):
-    """The last checkpoint's generator average folds in every round's generator, 0 to 4."""
+    """The last checkpoint's generator average folds in every round's generator, 1 to 4."""
     models = [torch.load(run / "checkpoints" / f"round-{r:03d}.pt", weights_only=True)["model"]
-              for r in range(5)]
+              for r in range(1, 5)]
     kept = torch.load(run / "checkpoints" / "round-004.pt", weights_only=True)["average"]
-    assert int(kept["n_averaged"]) == 5
-    for key, value in kept.items():
-        name = key.removeprefix("module.")
-        if key.startswith("module.") and value.is_floating_point():
+    assert (kept["models"], kept["first_round"], kept["last_round"]) == (4, 1, 4)
+    for name, value in kept["generator"].items():
+        if value.is_floating_point():
             expected = models[0][f"generator.{name}"]
-            for m in models[1:]:
-                expected = decay * expected + (1 - decay) * m[f"generator.{name}"]
+            for n, m in enumerate(models[1:], start=1):
+                expected = expected.lerp(m[f"generator.{name}"], max(1 - decay, 1 / (n + 1)))
             assert torch.allclose(value, expected, atol=1e-6), name

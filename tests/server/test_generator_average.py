@@ -1,7 +1,5 @@
 """The GAN's released generator is an EMA of the rounds' generators, resumable from a checkpoint."""
 
-import math
-
 import pytest
 import torch
 
@@ -12,8 +10,6 @@ from server.generator_average import GeneratorAverage, ema_decay
 def test_the_decay_gives_the_window_as_a_share_of_the_rounds():
     assert ema_decay(1 / 3, 300) == pytest.approx(0.99)
     assert ema_decay(0.33, 20) == pytest.approx(1 - 1 / 6.6)
-    # The first model's weight after the run is about e^(-1/window).
-    assert ema_decay(1 / 3, 300) ** 300 == pytest.approx(math.exp(-3), rel=0.02)
     assert ema_decay(0.33, 2) == 0.0  # under one round: the last model alone
     assert ema_decay(0.0, 1000) == 0.0
 
@@ -28,31 +24,58 @@ def _nets(values):
     return nets
 
 
-def test_the_average_weighs_each_round_by_the_decay_and_starts_at_the_first_model():
-    g0, g1, g2 = _nets([1.0, 3.0, 7.0])
-    average = GeneratorAverage(g0, window=1.0, rounds=2)  # decay 0.5
-    for net in (g0, g1, g2):
-        average.update(net)
-    expected = 0.25 * 1.0 + 0.25 * 3.0 + 0.5 * 7.0
+def _value(average):
     weights = average.weights()
     assert set(weights) == {"weight", "bias"}
-    assert torch.allclose(weights["weight"], torch.full((1, 2), expected))
-    assert torch.allclose(weights["bias"], torch.full((1,), -expected))
-    assert torch.equal(g2.weight, torch.full((1, 2), 7.0))  # the models are left alone
+    assert torch.allclose(weights["bias"], -weights["weight"][0, :1])
+    return float(weights["weight"][0, 0])
+
+
+def test_the_mean_of_the_rounds_until_the_window_then_exponential():
+    initial, *rounds = _nets([100.0, 1.0, 3.0, 8.0, 16.0])
+    average = GeneratorAverage(initial, window=0.5, rounds=4)  # decay 1/2: a window of 2
+    assert average.weights() is None and "initial generator" in average.describe()
+    for r, net in enumerate(rounds[:2], start=1):
+        average.update(net, r)
+    assert _value(average) == pytest.approx(2.0)  # (1 + 3) / 2; the initial 100 never in it
+    average.update(rounds[2], 3)
+    assert _value(average) == pytest.approx(5.0)  # then 2 + (8 - 2) / 2
+    average.update(rounds[3], 4)
+    assert _value(average) == pytest.approx(10.5)
+    assert average.models == 4
+    assert "rounds 1-4" in average.describe() and "decay 0.5" in average.describe()
+    assert torch.equal(rounds[3].weight, torch.full((1, 2), 16.0))  # the models are left alone
+
+
+def test_a_run_stopped_early_releases_the_mean_of_its_rounds():
+    initial, *rounds = _nets([100.0, 1.0, 3.0, 8.0])
+    average = GeneratorAverage(initial, window=1 / 3, rounds=300)  # decay 0.99
+    for r, net in enumerate(rounds, start=1):
+        average.update(net, r)
+    assert _value(average) == pytest.approx(4.0)
+
+
+def test_without_a_window_the_last_generator_is_released():
+    initial, *rounds = _nets([100.0, 1.0, 3.0])
+    average = GeneratorAverage(initial, window=0.0, rounds=300)
+    for r, net in enumerate(rounds, start=1):
+        average.update(net, r)
+    assert _value(average) == 3.0 and "round 2 (the last; no averaging)" in average.describe()
 
 
 def test_a_resumed_average_goes_on_as_if_never_stopped():
-    g0, g1, g2 = _nets([1.0, 3.0, 7.0])
-    whole = GeneratorAverage(g0, window=1.0, rounds=2)
-    for net in (g0, g1, g2):
-        whole.update(net)
-    before = GeneratorAverage(g0, window=1.0, rounds=2)
-    before.update(g0)
-    before.update(g1)
-    resumed = GeneratorAverage(_nets([0.0])[0], window=1.0, rounds=2)
+    initial, *rounds = _nets([100.0, 1.0, 3.0, 8.0, 16.0])
+    whole = GeneratorAverage(initial, window=0.5, rounds=4)
+    for r, net in enumerate(rounds, start=1):
+        whole.update(net, r)
+    before = GeneratorAverage(initial, window=0.5, rounds=4)
+    for r, net in enumerate(rounds[:2], start=1):
+        before.update(net, r)
+    resumed = GeneratorAverage(_nets([0.0])[0], window=0.5, rounds=4)
     resumed.load_state_dict(before.state_dict())
-    resumed.update(g2)
-    assert all(torch.equal(whole.weights()[k], resumed.weights()[k]) for k in ("weight", "bias"))
+    for r, net in enumerate(rounds[2:], start=3):
+        resumed.update(net, r)
+    assert _value(resumed) == _value(whole) and resumed.describe() == whole.describe()
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5, float("inf")])
