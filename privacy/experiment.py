@@ -361,13 +361,22 @@ class ExperimentConfig:
                   "disjoint groups could each unmask one owner's share)")
 
 
+ADDED_AFTER_SIGNING = ("generator-average",)
+"""Keys added after owners had signed proposals: in the digest only when set away from
+their default, so the runs recorded before them keep their digest (and their audit)."""
+
+
 def proposal_digest(config: ExperimentConfig) -> str:
     """sha256 of a proposal's canonical JSON: owners sign it into every event they record.
 
     It binds each owner's record to the exact proposal it trained under, so the
     config.toml an auditor reads can be checked against what the owners were asked.
     """
-    text = json.dumps(config.to_run_config(), sort_keys=True, separators=(",", ":"))
+    values, defaults = config.to_run_config(), ExperimentConfig().to_run_config()
+    for key in ADDED_AFTER_SIGNING:
+        if values[key] == defaults[key]:
+            del values[key]
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -82,3 +82,19 @@ def test_a_resumed_average_goes_on_as_if_never_stopped():
 def test_a_window_outside_the_run_is_refused(value):
     with pytest.raises(ConfigError, match="generator-average=.* is not allowed; expected a share"):
         ExperimentConfig.parse({"generator-average": value}, "run_config")
+
+
+def test_runs_recorded_before_the_key_keep_their_proposal_digest():
+    """An older config.toml has no generator-average: its signed digest must still match."""
+    import hashlib
+    import json
+
+    from privacy.experiment import proposal_digest
+
+    config = ExperimentConfig.parse({"model": "gan", "rounds": 7}, "run_config")
+    older = {k: v for k, v in config.to_run_config().items() if k != "generator-average"}
+    signed = hashlib.sha256(json.dumps(older, sort_keys=True, separators=(",", ":"))
+                            .encode("utf-8")).hexdigest()
+    assert proposal_digest(config) == signed
+    changed = ExperimentConfig.parse({"model": "gan", "rounds": 7, "generator-average": 0.5}, "c")
+    assert proposal_digest(changed) != signed
