@@ -1,8 +1,9 @@
 """Judge a release: utility, fidelity and membership attacks, from the run directory alone.
 
 Used at the end of every run and by ``fedsynth evaluate RUN_DIR``. It reads the
-released ``synthetic.npz``, the last checkpoint (the released global model) and the
-public built-in data split; members are the pooled training records, non-members
+released data, the last checkpoint (the last round's global model: the VAE's release
+model, the GAN's discriminator; the GAN's release samples its generator average) and
+the public data split; members are the pooled training records, non-members
 the holdout (which never trained, P7).
 """
 
@@ -76,12 +77,13 @@ def evaluate_release(run_dir: Path, config: ExperimentConfig,
                             latent_dim=config.latent_dim)
         model.load_state_dict(checkpoint["model"])
         # The VAE is attacked through its per-record ELBO, the GAN through its
-        # discriminator's score (LOGAN); both are the released global model.
+        # discriminator's score (LOGAN): the last round's model, which the owners were
+        # sent. The GAN's release samples its generator average, judged by the DCR attack.
         model_attack = elbo_attack if config.model == "vae" else discriminator_attack
         attacks["model"] = {
             **model_attack(model, train, holdout, delta, seed),
-            "attack": "per-record ELBO" if model_attack is elbo_attack
-            else "discriminator score (LOGAN)",
+            "attack": "per-record ELBO of the last round's model" if model_attack is elbo_attack
+            else "discriminator score (LOGAN) of the last round's discriminator",
         }
     k = config.canaries
     if k and model_attack is not None:
