@@ -309,7 +309,7 @@ def _attack_lines(a: dict) -> list[str]:
         "| attack | ROC AUC | TPR @ 1% FPR | TPR @ 0.1% FPR | empirical ε (95% lower bound) |",
         "| --- | --- | --- | --- | --- |",
     ]
-    names = {"dcr": "distance to closest synthetic record", "model": "released model",
+    names = {"dcr": "distance to closest synthetic record", "model": "model",
              "canaries": "canaries: inserted vs held out"}
     for key, name in names.items():
         if key in a:
