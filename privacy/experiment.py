@@ -91,9 +91,10 @@ class ExperimentConfig:
     latent_dim: int = 4
     """Latent dimension: the VAE's code, the GAN's noise vector."""
     generator_average: float = 0.33
-    """The GAN releases an exponential moving average of the rounds' generators, its time
-    constant this share of the run's rounds (post-processing, no privacy cost); 0
-    releases the last round's generator. The VAE always releases its last model."""
+    """The GAN releases an average of the rounds' generators (their mean, then an
+    exponential moving average whose time constant is this share of the run's rounds;
+    post-processing, no privacy cost); 0 releases the last round's generator. The VAE
+    always releases its last model."""
     partition: str = "dirichlet"
     """How records are split among owners."""
     alpha: float = 1.0
