@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -24,8 +25,14 @@ from client.dataset import LabelledData, train_holdout  # noqa: E402
 from genai_models import build_model, resolve  # noqa: E402
 from privacy.experiment import ExperimentConfig  # noqa: E402
 from privacy.ledger import read_ledger  # noqa: E402
+from server.checkpoints import checkpoint_paths  # noqa: E402
 from server.generator_average import GeneratorAverage  # noqa: E402
-from server.release import class_shares, condition_counts, release_labels  # noqa: E402
+from server.release import (  # noqa: E402
+    class_shares,
+    condition_counts,
+    release_images,
+    release_table,
+)
 from simulations.quality_report import sdmetrics_quality  # noqa: E402
 from simulations.utility import tstr_trtr  # noqa: E402
 
@@ -37,10 +44,8 @@ def rescore(run: Path, windows: list[float]) -> list[dict]:
     spec, codec = resolve(config.dataset, config.schema_path)
     train, holdout = train_holdout(config.dataset, config.holdout, config.seed,
                                    config.data_path, config.schema_path)
-    paths = sorted((run / "checkpoints").glob("round-*.pt"),
-                   key=lambda p: int(p.stem.removeprefix("round-")))
-    rounds = [(int(p.stem.removeprefix("round-")), torch.load(p, weights_only=True)["model"])
-              for p in paths]
+    checkpoints = [torch.load(p, weights_only=True) for p in checkpoint_paths(run)]
+    rounds = [(c["round"], c["model"]) for c in checkpoints]
     entries = read_ledger(run / "ledger.jsonl")
     shares = class_shares(entries, spec.num_classes) if config.releases_counts else None
     counted = condition_counts(entries, config.conditions())
@@ -54,19 +59,20 @@ def rescore(run: Path, windows: list[float]) -> list[dict]:
             average.update(model.generator, server_round)
         model.generator.load_state_dict(average.weights())
         model.condition_on(counted["counts"] if counted else None)
-        model.eval()
-        n = config.synthetic_samples
-        labels = release_labels(n, spec.num_classes, shares["shares"] if shares else None)
-        x01, y = model.sample(n, labels, generator=torch.Generator().manual_seed(config.seed))
         row = {"run": str(run), "window": window, "decay": round(average.decay, 4)}
-        if codec is not None:
-            frame = codec.decode(x01.numpy(), y.numpy())
-            x, y = codec.encode(frame, "release")
-            quality = sdmetrics_quality(frame, codec.decode(holdout.x, holdout.y), codec.schema)
-            row |= {k: round(quality[k], 3)
-                    for k in ("quality", "column_shapes", "column_pair_trends")}
-        else:
-            x, y = x01.numpy(), y.numpy()
+        with tempfile.TemporaryDirectory() as scratch:  # the release as the run makes it
+            if codec is None:
+                x, y = release_images(model, spec, config.synthetic_samples, config.seed,
+                                      Path(scratch), shares and shares["shares"])
+                x = x / spec.value_max
+            else:
+                frame = release_table(model, codec, config.synthetic_samples, config.seed,
+                                      Path(scratch), shares and shares["shares"])
+                x, y = codec.encode(frame, "release")
+                quality = sdmetrics_quality(frame, codec.decode(holdout.x, holdout.y),
+                                            codec.schema)
+                row |= {k: round(quality[k], 3)
+                        for k in ("quality", "column_shapes", "column_pair_trends")}
         row["tstr_accuracy"] = round(tstr_trtr(LabelledData(x, y), train, holdout,
                                                config.seed)["tstr_accuracy"], 3)
         rows.append(row)

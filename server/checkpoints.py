@@ -22,9 +22,14 @@ def save_checkpoint(run_dir: Path, server_round: int, state_dict: dict, server_s
     return write_with(path, lambda handle: torch.save(payload, handle))
 
 
+def checkpoint_paths(run_dir: Path) -> list[Path]:
+    """A run's checkpoints, oldest round first (round-1000 after round-999)."""
+    return sorted((run_dir / "checkpoints").glob("round-*.pt"), key=_round_of)
+
+
 def load_latest(run_dir: Path) -> dict | None:
     """The newest checkpoint of a run, or None when there is none."""
-    paths = sorted((run_dir / "checkpoints").glob("round-*.pt"), key=_round_of)
+    paths = checkpoint_paths(run_dir)
     if not paths:
         return None
     return torch.load(paths[-1], weights_only=True)

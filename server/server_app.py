@@ -152,8 +152,9 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
             trained = guard.accepted
         if new_arrays is not None:
             arrays = new_arrays
+        weights = arrays.to_torch_state_dict()
         if average is not None:  # every round, a kept model too (its weight in the path)
-            model.load_state_dict(arrays.to_torch_state_dict())
+            model.load_state_dict(weights)
             average.update(model.generator, server_round)
         condition_on_counts()
         state.rounds_completed = server_round
@@ -161,7 +162,7 @@ def _run(grid: Grid, settings: ExperimentConfig, run_id: int, run_dir: Path,
         save_checkpoint(
             run_dir,
             server_round,
-            arrays.to_torch_state_dict(),
+            weights,
             {"ledger_head": ledger.head, "ledger_lines": len(ledger.entries), "run_id": run_id,
              "exhausted_nodes": sorted(state.exhausted_nodes)},
             average and average.state_dict(),

@@ -113,7 +113,7 @@ def test_csv_with_mixed_types_runs_and_releases_schema_true_rows(table, model):
     if model == "gan":
         assert "the average of the generators of rounds 1-2" in (out / "report.md").read_text()
         _released_from_the_average_of_the_generators(out, table, report, synth)
-    if model == "gan":  # counts rewritten in the report ("no one is from the west") are caught
+        # Counts rewritten in the report ("no one is from the west") are caught.
         conditioned["counts"] = [100.0, 100.0, 100.0, 0.0]
         (out / "report.json").write_text(json.dumps(report))
         audit = _cli("audit", str(out), cwd=table)

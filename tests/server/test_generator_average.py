@@ -1,4 +1,4 @@
-"""The GAN's released generator is an EMA of the rounds' generators, resumable from a checkpoint."""
+"""The GAN's released generator averages the rounds' generators, resumable from a checkpoint."""
 
 import pytest
 import torch
