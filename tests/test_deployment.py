@@ -146,7 +146,11 @@ def test_two_authenticated_owners_train_over_tls(federation, dataset, suffix):
                  f'synthetic-samples=100 run-dir="{run_dir}" owner-keys="{fed["keys"]}"',
                  timeout=170)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = json.loads(_flwr(fed, "list", "--format", "json").stdout)
+    for _ in range(15):  # the SuperLink may record the run's end a moment after the stream
+        runs = json.loads(_flwr(fed, "list", "--format", "json").stdout)
+        if "finished:" in json.dumps(runs):
+            break
+        time.sleep(1)
     assert "finished:completed" in json.dumps(runs), runs
     report = json.loads((run_dir / "report.json").read_text())
     assert report["rounds_completed"] == 2
