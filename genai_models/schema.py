@@ -39,7 +39,12 @@ class Column:
     nullable: bool = False
     scale: str = "linear"
     """How a number maps onto [0, 1]: linear in its bounds, or log (log1p of the distance
-    from min), which spreads a skewed number's crowded low values (declared, not learned)."""
+    from min in units of ``log_offset``), which spreads a skewed number's crowded low values
+    (declared, not learned)."""
+    log_offset: float = 1.0
+    """For ``scale = "log"``: the public unit of that distance, log(1 + (x - min) / offset).
+    1 (the default) suits a price in pounds; a number measured in hundredths needs a
+    hundredth, else its log scale is almost linear."""
     bins: int = 0
     """0: a number is one value in [0, 1]. Otherwise it is encoded as one of ``bins``
     equal-width bins of that scale (a categorical the models learn like any other) plus
@@ -86,6 +91,8 @@ class Schema:
                 d |= {"min": c.min, "max": c.max}
                 if c.scale != "linear":
                     d["scale"] = c.scale
+                if c.log_offset != 1.0:
+                    d["log_offset"] = c.log_offset
                 if c.bins:
                     d["bins"] = c.bins
             if c.type == "categorical":
@@ -109,7 +116,7 @@ def parse_schema(data: dict, source: str) -> Schema:
             raise SchemaError(f"{where}: declared twice")
         seen.add(name)
         unknown = set(raw) - {"name", "type", "min", "max", "categories", "nullable",
-                                "scale", "bins"}
+                                "scale", "log_offset", "bins"}
         if unknown:
             raise SchemaError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         kind = raw.get("type")
@@ -129,16 +136,22 @@ def parse_schema(data: dict, source: str) -> Schema:
             scale = raw.get("scale", "linear")
             if scale not in SCALES:
                 raise SchemaError(f"{where}: scale={scale!r}; allowed: {', '.join(SCALES)}")
+            offset = raw.get("log_offset", 1.0)
+            if scale != "log" and "log_offset" in raw:
+                raise SchemaError(f"{where}: log_offset is for scale = \"log\" only")
+            if (isinstance(offset, bool) or not isinstance(offset, int | float)
+                    or not math.isfinite(offset) or offset <= 0):
+                raise SchemaError(f"{where}: log_offset={offset!r}; allowed: a number > 0")
             bins = raw.get("bins", 0)
             if isinstance(bins, bool) or not isinstance(bins, int) or not (
                     bins == 0 or 2 <= bins <= MAX_BINS):
                 raise SchemaError(f"{where}: bins={bins!r}; allowed: 0 (none) or an integer "
                                   f"from 2 to {MAX_BINS}")
             col = Column(name=name, type=kind, min=float(lo), max=float(hi), nullable=nullable,
-                         scale=scale, bins=bins)
-        elif "scale" in raw or "bins" in raw:
-            raise SchemaError(f"{where}: scale and bins are for continuous and integer "
-                              f"columns only")
+                         scale=scale, log_offset=float(offset), bins=bins)
+        elif {"scale", "log_offset", "bins"} & set(raw):
+            raise SchemaError(f"{where}: scale, log_offset and bins are for continuous and "
+                              f"integer columns only")
         elif kind == "categorical":
             cats = raw.get("categories")
             if (not isinstance(cats, list) or len(cats) < 2

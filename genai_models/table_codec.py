@@ -43,7 +43,7 @@ def to_unit(col: Column, values: np.ndarray) -> np.ndarray:
     """A number's position in [0, 1] by its declared bounds and scale (clipped to them)."""
     shifted = np.clip(values, col.min, col.max) - col.min
     if col.scale == "log":
-        return np.log1p(shifted) / np.log1p(col.max - col.min)
+        return np.log1p(shifted / col.log_offset) / np.log1p((col.max - col.min) / col.log_offset)
     return shifted / (col.max - col.min)
 
 
@@ -51,7 +51,8 @@ def from_unit(col: Column, unit: np.ndarray) -> np.ndarray:
     """The inverse of :func:`to_unit` (positions outside [0, 1] are clipped first)."""
     unit = np.clip(unit, 0.0, 1.0)
     if col.scale == "log":
-        return np.expm1(unit * np.log1p(col.max - col.min)) + col.min
+        span = np.log1p((col.max - col.min) / col.log_offset)
+        return np.expm1(unit * span) * col.log_offset + col.min
     return unit * (col.max - col.min) + col.min
 
 

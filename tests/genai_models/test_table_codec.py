@@ -107,6 +107,23 @@ def test_a_log_scaled_number_spreads_its_low_values_and_decodes_back():
     assert np.allclose(back, [0, 7.25, 30, 512.3, 520], rtol=1e-5)
 
 
+def test_a_log_offset_makes_the_log_scale_fit_a_number_measured_in_hundredths():
+    def unit(offset: dict) -> np.ndarray:
+        schema = parse_schema({"target": "y", "columns": [
+            {"name": "c", "type": "continuous", "min": 0, "max": 0.4, "scale": "log"} | offset,
+            {"name": "y", "type": "categorical", "categories": ["a", "b"]},
+        ]}, "log.toml")
+        codec = TableCodec(schema)
+        x, y = codec.encode(pd.DataFrame({"c": ["0", "0.004", "0.04", "0.4"], "y": ["a"] * 4}),
+                            "f.csv")
+        assert np.allclose(codec.decode(x, y).c.to_numpy(), [0, 0.004, 0.04, 0.4], atol=1e-7)
+        return x[:, 0]
+    assert unit({})[1] < 0.02  # in units of 1 the log of a 0.004 hardly differs from linear
+    spread = unit({"log_offset": 0.004})
+    assert np.allclose(spread, np.log1p([0, 1, 10, 100]) / np.log1p(100))
+    assert spread[1] > 0.15
+
+
 def test_binned_numbers_are_a_bin_and_an_offset_and_small_integers_are_exact():
     schema = parse_schema({"target": "y", "columns": [
         {"name": "age", "type": "continuous", "min": 0, "max": 80, "bins": 8},
