@@ -1,4 +1,4 @@
-"""Saying out loud when a release failed: collapsed rows, a trivial detector, a majority-class TSTR.
+"""Saying out loud when a release failed: collapsed rows, a trivial detector, a TSTR at chance.
 
 A run that exits 0 with every synthetic row the same person must not look like a
 result. Each check compares the release with the real holdout (never training
@@ -21,6 +21,13 @@ DETECTION_CEILING = 0.95
 """A detector telling synthetic from real rows with this ROC AUC sees through the release."""
 MAJORITY_MARGIN = 0.01
 """TSTR accuracy within this of always answering the majority class learned nothing."""
+CHANCE_AUC = 0.55
+"""A binary TSTR classifier ranking the holdout with ROC AUC at most this learned nothing.
+
+For a binary target accuracy alone misleads: on an imbalanced table with weak features
+(German credit: majority 0.70, real rows' own accuracy 0.76) a classifier trained on a
+faithful release can rank well (AUC 0.71) and still answer the majority class at the 0.5
+threshold, so the AUC decides there."""
 
 
 def _repeated_share(x: np.ndarray) -> float:
@@ -40,6 +47,8 @@ def release_flags(synthetic: LabelledData, holdout: LabelledData, utility: dict,
     repeated, real_repeated = _repeated_share(synthetic.x), _repeated_share(holdout.x)
     majority = float(np.bincount(holdout.y.astype(np.int64)).max() / len(holdout.y))
     tstr = utility["tstr_accuracy"]
+    tstr_auc = utility.get("classifiers", {}).get("logistic_regression", {}) \
+        .get("tstr", {}).get("auc")
     flags = []
     if diversity < DIVERSITY_FLOOR:
         flags.append(f"collapse: the synthetic rows vary {diversity:.1%} as much as real ones "
@@ -51,7 +60,10 @@ def release_flags(synthetic: LabelledData, holdout: LabelledData, utility: dict,
     if auc is not None and auc >= DETECTION_CEILING:
         flags.append(f"detectable: a classifier tells synthetic from real rows with ROC AUC "
                      f"{auc:.3f} (≥ {DETECTION_CEILING}); the release does not look like the data")
-    if tstr <= majority + MAJORITY_MARGIN:
+    if tstr_auc is not None and tstr_auc <= CHANCE_AUC:
+        flags.append(f"useless for prediction: TSTR ROC AUC {tstr_auc:.3f} (≤ {CHANCE_AUC}); "
+                     f"a classifier trained on the release ranks real rows no better than chance")
+    elif tstr_auc is None and tstr <= majority + MAJORITY_MARGIN:
         flags.append(f"useless for prediction: TSTR accuracy {tstr:.3f} is the majority-class "
                      f"rate {majority:.3f}; a classifier learned nothing from the release")
     return {"diversity_ratio": diversity, "repeated_share": repeated,

@@ -26,6 +26,24 @@ def test_every_row_the_same_person_is_flagged_on_every_count():
     assert "ROC AUC 1.000" in text and "majority-class rate" in text
 
 
+def _utility(accuracy: float, auc: float | None) -> dict:
+    tstr = {"accuracy": accuracy} | ({} if auc is None else {"auc": auc})
+    return {"tstr_accuracy": accuracy, "classifiers": {"logistic_regression": {"tstr": tstr}}}
+
+
+def test_a_binary_tstr_is_judged_by_its_ranking_not_by_its_accuracy_at_one_threshold():
+    holdout, synthetic = _real(seed=0), _real(seed=1)
+    majority = max(holdout.y.mean(), 1 - holdout.y.mean())
+    at_chance = release_flags(synthetic, holdout, _utility(0.9, 0.53), {})["flags"]
+    assert at_chance == ["useless for prediction: TSTR ROC AUC 0.530 (≤ 0.55); a classifier "
+                         "trained on the release ranks real rows no better than chance"]
+    # answers the majority class at 0.5 yet ranks the holdout: weak, not "learned nothing"
+    assert release_flags(synthetic, holdout, _utility(majority, 0.71), {})["flags"] == []
+    # no AUC (more than two classes): accuracy at the majority rate is the signal
+    assert "majority-class rate" in release_flags(synthetic, holdout, _utility(majority, None),
+                                                  {})["flags"][0]
+
+
 def test_a_faithful_release_raises_no_flag():
     holdout, synthetic = _real(seed=0), _real(seed=1)
     checks = release_flags(synthetic, holdout, {"tstr_accuracy": 0.95},
