@@ -24,10 +24,10 @@ MAJORITY_MARGIN = 0.01
 CHANCE_AUC = 0.55
 """A binary TSTR classifier ranking the holdout with ROC AUC at most this learned nothing.
 
-For a binary target accuracy alone misleads: on an imbalanced table with weak features
-(German credit: majority 0.70, real rows' own accuracy 0.76) a classifier trained on a
-faithful release can rank well (AUC 0.71) and still answer the majority class at the 0.5
-threshold, so the AUC decides there."""
+Accuracy alone overstates it: on an imbalanced table with weak features (German credit:
+majority 0.70, real rows' own accuracy 0.76) a classifier trained on a release can rank
+real rows (AUC 0.71) and still answer the majority class at the 0.5 threshold; that is
+flagged as majority-only, not as having learned nothing."""
 
 
 def _repeated_share(x: np.ndarray) -> float:
@@ -63,7 +63,11 @@ def release_flags(synthetic: LabelledData, holdout: LabelledData, utility: dict,
     if tstr_auc is not None and tstr_auc <= CHANCE_AUC:
         flags.append(f"useless for prediction: TSTR ROC AUC {tstr_auc:.3f} (≤ {CHANCE_AUC}); "
                      f"a classifier trained on the release ranks real rows no better than chance")
-    elif tstr_auc is None and tstr <= majority + MAJORITY_MARGIN:
+    elif tstr <= majority + MAJORITY_MARGIN and tstr_auc is not None:
+        flags.append(f"majority only: a classifier trained on the release answers the "
+                     f"majority class (TSTR accuracy {tstr:.3f}, majority rate {majority:.3f}), "
+                     f"though it ranks real rows with ROC AUC {tstr_auc:.3f}")
+    elif tstr <= majority + MAJORITY_MARGIN:
         flags.append(f"useless for prediction: TSTR accuracy {tstr:.3f} is the majority-class "
                      f"rate {majority:.3f}; a classifier learned nothing from the release")
     return {"diversity_ratio": diversity, "repeated_share": repeated,
