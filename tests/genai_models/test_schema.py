@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,12 @@ def test_unreadable_schema_names_the_file(tmp_path):
     bad.write_text("target = \n")
     with pytest.raises(SchemaError, match="bad.toml: not valid TOML"):
         load_schema(bad)
+
+
+@pytest.mark.parametrize("path", sorted(
+    [*Path(__file__).resolve().parents[2].glob("genai_models/schemas/*.toml"),
+     *Path(__file__).resolve().parents[2].glob("benchmarks/tables/*.toml")]),
+    ids=lambda p: p.name)
+def test_every_shipped_and_benchmark_schema_loads(path):
+    schema = load_schema(path)
+    assert schema.features and schema.bounds_source != "declared in the schema"
