@@ -27,7 +27,7 @@ CHANCE_AUC = 0.55
 Accuracy alone overstates it: on an imbalanced table with weak features (German credit:
 majority 0.70, real rows' own accuracy 0.76) a classifier trained on a release can rank
 real rows (AUC 0.71) and still answer the majority class at the 0.5 threshold; that is
-flagged as majority-only, not as having learned nothing."""
+flagged as no better than the majority class, not as having learned nothing."""
 
 
 def _repeated_share(x: np.ndarray) -> float:
@@ -64,9 +64,10 @@ def release_flags(synthetic: LabelledData, holdout: LabelledData, utility: dict,
         flags.append(f"useless for prediction: TSTR ROC AUC {tstr_auc:.3f} (≤ {CHANCE_AUC}); "
                      f"a classifier trained on the release ranks real rows no better than chance")
     elif tstr <= majority + MAJORITY_MARGIN and tstr_auc is not None:
-        flags.append(f"majority only: a classifier trained on the release answers the "
-                     f"majority class (TSTR accuracy {tstr:.3f}, majority rate {majority:.3f}), "
-                     f"though it ranks real rows with ROC AUC {tstr_auc:.3f}")
+        flags.append(f"no better than the majority class: a classifier trained on the "
+                     f"release is right on {tstr:.3f} of real rows (always answering the "
+                     f"majority class: {majority:.3f}), though it ranks them with ROC AUC "
+                     f"{tstr_auc:.3f}")
     elif tstr <= majority + MAJORITY_MARGIN:
         flags.append(f"useless for prediction: TSTR accuracy {tstr:.3f} is the majority-class "
                      f"rate {majority:.3f}; a classifier learned nothing from the release")
