@@ -60,10 +60,12 @@ def test_unreadable_schema_names_the_file(tmp_path):
         load_schema(bad)
 
 
-@pytest.mark.parametrize("path", sorted(
-    [*Path(__file__).resolve().parents[2].glob("genai_models/schemas/*.toml"),
-     *Path(__file__).resolve().parents[2].glob("benchmarks/tables/*.toml")]),
-    ids=lambda p: p.name)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted([*ROOT.glob("genai_models/schemas/*.toml"),
+                                         *ROOT.glob("benchmarks/tables/*.toml")]),
+                         ids=lambda p: p.name)
 def test_every_shipped_and_benchmark_schema_loads(path):
     schema = load_schema(path)
     assert schema.features and schema.bounds_source != "declared in the schema"
