@@ -60,15 +60,16 @@ def release_flags(synthetic: LabelledData, holdout: LabelledData, utility: dict,
     if auc is not None and auc >= DETECTION_CEILING:
         flags.append(f"detectable: a classifier tells synthetic from real rows with ROC AUC "
                      f"{auc:.3f} (≥ {DETECTION_CEILING}); the release does not look like the data")
+    at_majority = tstr <= majority + MAJORITY_MARGIN
     if tstr_auc is not None and tstr_auc <= CHANCE_AUC:
         flags.append(f"useless for prediction: TSTR ROC AUC {tstr_auc:.3f} (≤ {CHANCE_AUC}); "
                      f"a classifier trained on the release ranks real rows no better than chance")
-    elif tstr <= majority + MAJORITY_MARGIN and tstr_auc is not None:
+    elif at_majority and tstr_auc is not None:
         flags.append(f"no better than the majority class: a classifier trained on the "
                      f"release is right on {tstr:.3f} of real rows (always answering the "
                      f"majority class: {majority:.3f}), though it ranks them with ROC AUC "
                      f"{tstr_auc:.3f}")
-    elif tstr <= majority + MAJORITY_MARGIN:
+    elif at_majority:
         flags.append(f"useless for prediction: TSTR accuracy {tstr:.3f} is the majority-class "
                      f"rate {majority:.3f}; a classifier learned nothing from the release")
     return {"diversity_ratio": diversity, "repeated_share": repeated,
